@@ -1,0 +1,106 @@
+"""The one console command, `lightning-digits`: Lightning's fit/validate/test/predict, plus the evaluation
+commands that need no Trainer. Mistakes a user can fix end as one line on stderr and exit code 2
+(`--debug` or LIGHTNING_DIGITS_DEBUG=1 shows the traceback). Knows nothing of model internals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+# Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+
+from lightning_digits.callbacks import DigitsCheckpoint, PredictionWriter  # noqa: E402
+from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
+from lightning_digits.errors import UserError  # noqa: E402
+from lightning_digits.models.lit import LitDigits  # noqa: E402
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
+
+Training and inference: fit, validate, test, predict (Lightning's CLI; configs/mnist.yaml applies by default).
+Run `lightning-digits SUBCOMMAND --help` for the options of each."""
+
+
+def _quiet_expected_warnings() -> None:
+    # The data lives in memory as one tensor: worker processes would only add start-up cost.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # Lightning's own use of torch's pytree API on torch 2.14; not something a user can act on.
+    warnings.filterwarnings("ignore", ".*LeafSpec.*", category=FutureWarning)
+    # The summary's size estimate assumes fp32 under bf16; the parameter count it prints is still right.
+    warnings.filterwarnings("ignore", ".*is not supported by the model summary.*")
+    # An advertisement for a cloud service, printed on every run.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
+class DigitsCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--artifacts_dir", default="artifacts_digits", help="Where checkpoints, logs and reports go."
+        )
+        parser.add_lightning_class_args(DigitsCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        # Explicit: Lightning would switch to Rich's bar whenever `rich` is installed, unreadable in CI logs.
+        parser.add_lightning_class_args(TQDMProgressBar, "progress_bar")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = config.artifacts_dir
+        if config.trainer.default_root_dir is None:
+            config.trainer.default_root_dir = config.artifacts_dir
+
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN201 - returns Lightning's Trainer
+        config = self.config_init[self.subcommand]
+        if config.trainer.logger in (None, True):
+            # CSV always (evaluate draws the curves from it), TensorBoard for live inspection.
+            kwargs["logger"] = [
+                CSVLogger(config.artifacts_dir, name="logs"),
+                TensorBoardLogger(config.artifacts_dir, name="tensorboard"),
+            ]
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_lightning(argv: list[str] | None) -> None:
+    default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
+    DigitsCLI(
+        LitDigits,
+        DigitsDataModule,
+        seed_everything_default=42,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "description": DESCRIPTION,
+            **{command: {"default_config_files": default_configs} for command in LIGHTNING_COMMANDS},
+        },
+        args=argv,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    raw = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in raw or os.environ.get("LIGHTNING_DIGITS_DEBUG", "") not in ("", "0")
+    args = [arg for arg in raw if arg != "--debug"]
+    if argv is None:
+        sys.argv[1:] = args  # Lightning reads sys.argv itself when given args=None
+    _quiet_expected_warnings()
+    try:
+        run_lightning(None if argv is None else args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"lightning-digits: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""The network (plain PyTorch) and its LightningModule."""

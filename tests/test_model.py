@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from lightning_digits.errors import UserError
+from lightning_digits.models.cnn import DigitsCNN
+from lightning_digits.models.lit import LitDigits
+
+
+def test_default_network_has_the_originals_size():
+    assert sum(p.numel() for p in DigitsCNN().parameters()) == 871_530
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"channels": (16, 32, 64), "hidden": 0, "global_pool": True}])
+def test_logits_shape(kwargs):
+    net = DigitsCNN(**kwargs).eval()
+    assert net(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_normalisation_is_inside_the_model():
+    net = DigitsCNN()
+    assert torch.allclose(net.mean, torch.tensor(0.1307)) and "mean" in net.state_dict()
+
+
+@pytest.mark.filterwarnings("ignore:.*self.trainer.*reference is not registered")
+def test_training_step_returns_a_scalar_loss_that_backpropagates():
+    model = LitDigits(channels=(8, 16), hidden=16)
+    loss = model.training_step([torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])], 0)
+    loss.backward()
+    assert loss.ndim == 0 and model.net.classifier[-1].weight.grad is not None
+
+
+def test_predict_step_gives_probabilities_per_input():
+    model = LitDigits(channels=(8, 16), hidden=16).eval()
+    out = model.predict_step([torch.rand(3, 1, 28, 28), torch.tensor([5, 6, 7])], 0)
+    assert torch.equal(out["index"], torch.tensor([5, 6, 7]))
+    assert torch.allclose(out["probabilities"].sum(dim=1), torch.ones(3))
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": -0.1}, {"label_smoothing": 1.5}, {"channels": ()}, {"dense_dropout": 1.0}])
+def test_out_of_range_hyperparameters_are_refused(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(UserError, match=f"model.{name}="):
+        LitDigits(**kwargs)
+
+
+def test_hyperparameters_are_plain_values():
+    """Checkpoints must load with torch's weights_only=True: no callables or modules in hparams."""
+    allowed = (int, float, str, bool, tuple, type(None))
+    assert all(isinstance(v, allowed) for v in LitDigits().hparams.values())
