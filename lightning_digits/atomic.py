@@ -18,6 +18,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the artifact gets the usual permissions
     try:
         yield tmp
         os.replace(tmp, target)

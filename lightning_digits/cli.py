@@ -13,13 +13,15 @@ from pathlib import Path
 # Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar  # noqa: E402
+from jsonargparse import auto_cli  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Timer, TQDMProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from lightning_digits.callbacks import DigitsCheckpoint, PredictionWriter  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.errors import UserError  # noqa: E402
+from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
@@ -27,6 +29,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
 
 Training and inference: fit, validate, test, predict (Lightning's CLI; configs/mnist.yaml applies by default).
+Reports from a checkpoint: evaluate (everything below), export (ONNX), baselines, grid (inference grid).
 Run `lightning-digits SUBCOMMAND --help` for the options of each."""
 
 
@@ -56,6 +59,9 @@ class DigitsCLI(LightningCLI):
         # Explicit: Lightning would switch to Rich's bar whenever `rich` is installed, unreadable in CI logs.
         parser.add_lightning_class_args(TQDMProgressBar, "progress_bar")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        # Its state (time spent training) is saved in checkpoints; `evaluate` reports it.
+        parser.add_lightning_class_args(Timer, "timer")
+        parser.set_defaults({"timer.interval": "step"})  # the default is an enum that config.yaml cannot hold
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -98,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv[1:] = args  # Lightning reads sys.argv itself when given args=None
     _quiet_expected_warnings()
     try:
-        run_lightning(None if argv is None else args)
+        if args and args[0] in EVALUATION_COMMANDS:
+            auto_cli(EVALUATION_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}")
+        else:
+            run_lightning(None if argv is None else args)
     except UserError as exc:
         if debug:
             raise

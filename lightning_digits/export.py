@@ -1,0 +1,112 @@
+"""ONNX export of DigitsCNN, with its self-check: onnxruntime must agree with PyTorch on real test images.
+
+The file is self-contained (no external-data side file), has a dynamic batch axis, takes `image` float32
+[N, 1, 28, 28] in [0, 1] and gives `logits` [N, num_classes]; the label map and input contract ride in its
+metadata. Knows nothing of training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from lightning_digits import __version__
+from lightning_digits.atomic import atomic_path
+from lightning_digits.errors import UserError
+from lightning_digits.models.cnn import DigitsCNN
+
+OPSET = 18
+MAX_LOGIT_DIFFERENCE = 1e-4
+INPUT_CONTRACT = (
+    "image: float32 [N, 1, 28, 28] in [0, 1], white digit on black, MNIST-style (fitted in 20x20, centred by "
+    "centre of mass in 28x28); normalisation is inside the model"
+)
+
+
+class ExportCheckFailed(UserError):
+    """onnxruntime and PyTorch disagree: the exported file is not kept."""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    max_logit_difference: float
+    images_checked: int
+    batch_sizes: tuple[int, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "max_logit_difference": self.max_logit_difference,
+            "images_checked": self.images_checked,
+            "batch_sizes": list(self.batch_sizes),
+        }
+
+
+def export_onnx(
+    net: DigitsCNN,
+    output: Path | str,
+    class_names: tuple[str, ...] | list[str],
+    check_images: np.ndarray,
+    extra_metadata: dict[str, str] | None = None,
+) -> ParityReport:
+    """Write `output` atomically, or raise ExportCheckFailed and leave any previous file in place.
+
+    `check_images`: float32 [N, 1, 28, 28] in [0, 1], real test images (N >= 7 checks batch sizes 1, 7 and N).
+    """
+    net = copy.deepcopy(net).float().eval().to(memory_format=torch.contiguous_format)
+    metadata = {
+        "class_names": json.dumps(list(class_names)),
+        "input_contract": INPUT_CONTRACT,
+        "output": "logits: float32 [N, num_classes]; softmax gives the probabilities",
+        "producer": f"lightning-digits {__version__}",
+        **(extra_metadata or {}),
+    }
+    with atomic_path(output) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's progress chatter, not problems
+            torch.onnx.export(
+                net,
+                (torch.rand(2, 1, 28, 28),),
+                str(tmp),
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes={"image": {0: "batch"}},
+                opset_version=OPSET,
+                external_data=False,
+                dynamo=True,
+                verbose=False,
+            )
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, metadata)
+        onnx.save(model, str(tmp))
+        report = check_parity(net, tmp, check_images)
+    return report
+
+
+def check_parity(net: DigitsCNN, onnx_path: Path, images: np.ndarray) -> ParityReport:
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = net(torch.from_numpy(images)).numpy()
+    batch_sizes = tuple(sorted({1, min(7, len(images)), len(images)}))
+    worst = 0.0
+    for size in batch_sizes:
+        got = session.run(["logits"], {"image": images[:size]})[0]
+        if got.shape != expected[:size].shape:
+            raise ExportCheckFailed(
+                f"ONNX model gave shape {got.shape} for batch {size}, expected {expected[:size].shape}"
+            )
+        worst = max(worst, float(np.abs(got - expected[:size]).max()))
+        mismatched = int((got.argmax(1) != expected[:size].argmax(1)).sum())
+        if worst > MAX_LOGIT_DIFFERENCE or mismatched:
+            raise ExportCheckFailed(
+                f"ONNX export check failed at batch {size}: max |logit difference| {worst:.2e} "
+                f"(limit {MAX_LOGIT_DIFFERENCE:.0e}), {mismatched} different predictions"
+            )
+    return ParityReport(worst, len(images), batch_sizes)

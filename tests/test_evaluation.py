@@ -1,0 +1,146 @@
+"""evaluate / export / grid / baselines, the ONNX model, and the onnxruntime-only predictor."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from lightning_digits import export as export_module
+from lightning_digits.evaluation import report
+from lightning_digits.export import ExportCheckFailed, export_onnx
+from lightning_digits.models.cnn import DigitsCNN
+
+from .conftest import TINY_MODEL, run_cli, synthetic_digits, write_dataset
+
+EXPECTED_FILES = [
+    "acc_curve.png", "loss_curve.png", "confusion_matrix.png", "misclassifications.png", "inference_grid.png",
+    "baselines.png", "classification_report.txt", "label_map.txt", "summary.txt", "summary.json",
+    "baselines.csv", "digits_cnn.onnx",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small model fitted for two epochs on tiny generated data, with its artifacts folder."""
+    root = tmp_path_factory.mktemp("evaluate")
+    data = write_dataset(root / "data")
+    art = root / "art"
+    fit = run_cli("fit", f"--data.data_dir={data}", "--data.val_size=50", f"--artifacts_dir={art}",
+                  "--trainer.max_epochs=2", *TINY_MODEL)  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    return data, art
+
+
+def test_evaluate_writes_every_artifact(trained):
+    data, art = trained
+    result = run_cli("evaluate", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}",
+                     "--baseline_subset=200", "--samples=4")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in EXPECTED_FILES:
+        path = art / name
+        assert path.is_file() and path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            with Image.open(path) as image:
+                image.verify()
+    summary = json.loads((art / "summary.json").read_text())
+    assert summary["test_images"] == 100 and summary["epochs_run"] == 2
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["training_wall_seconds"] > 0
+    assert summary["config"]["trainer"]["max_epochs"] == 2 and summary["onnx"]["max_logit_difference"] <= 1e-4
+    assert set(summary["baselines"]) == {"Logistic Regression", "Linear SVM", "Random Forest"}
+    rows = (art / "baselines.csv").read_text().splitlines()
+    assert rows[0].startswith("model,accuracy,fit_seconds") and len(rows) == 5  # header, CNN, three baselines
+    assert (art / "label_map.txt").read_text().splitlines()[3] == "3\t3"
+    assert not list(art.glob(".*")), "temporary files left behind"
+
+
+def test_grid_alone(trained):
+    data, art = trained
+    (art / "inference_grid.png").unlink(missing_ok=True)
+    result = run_cli("grid", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}", "--samples=9")
+    assert result.returncode == 0, result.stderr
+    assert (art / "inference_grid.png").is_file()
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
+    result = run_cli("evaluate", f"--checkpoint={tmp_path / 'nope.ckpt'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
+def test_confusion_and_report_agree_with_hand_counts():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 2])
+    results = report.TestResults(labels, np.eye(3, dtype=np.float32)[predicted], loss=0.0)
+    np.testing.assert_array_equal(report.confusion(results, 3), [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    lines = {line.split()[0]: line.split()[1:] for line in report.report_text(results, ["0", "1", "2"]).splitlines()
+             if line.strip()}  # fmt: skip
+    # class 0: precision 2/2, recall 2/3; class 1: 1/2 and 1/2; class 2: 1/2 and 1/1
+    assert [float(v) for v in lines["0"]] == [1.0, round(2 / 3, 4), 0.8, 3]
+    assert [float(v) for v in lines["1"]] == [0.5, 0.5, 0.5, 2]
+    assert [float(v) for v in lines["2"][:2]] == [0.5, 1.0]
+    assert float(lines["accuracy"][0]) == round(4 / 6, 4)
+    assert report.most_confident_mistakes(results, 5).tolist() == [2, 4]
+
+
+def _images(n: int) -> np.ndarray:
+    images, _ = synthetic_digits(n, seed=4)
+    return report.as_model_input(images).numpy()
+
+
+def test_onnx_is_self_contained_dynamic_and_matches_torch(tmp_path):
+    torch.manual_seed(0)
+    net = DigitsCNN(channels=(8, 16), hidden=32).eval()
+    parity = export_onnx(net, tmp_path / "m.onnx", [str(d) for d in range(10)], _images(50))
+    assert parity.max_logit_difference <= 1e-4 and parity.batch_sizes == (1, 7, 50)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"], "no external-data side file"
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert model.opset_import[0].version >= 18
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(metadata["class_names"])[7] == "7" and "[0, 1]" in metadata["input_contract"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    for batch in (1, 7, 1000):
+        x = np.random.default_rng(batch).random((batch, 1, 28, 28), dtype=np.float32)
+        out = session.run(["logits"], {"image": x})[0]
+        assert out.shape == (batch, 10)
+        np.testing.assert_allclose(out, net(torch.from_numpy(x)).detach().numpy(), atol=1e-4)
+
+
+def test_failed_parity_check_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"previous")
+    monkeypatch.setattr(export_module, "MAX_LOGIT_DIFFERENCE", -1.0)
+    with pytest.raises(ExportCheckFailed, match="max \\|logit difference\\|"):
+        export_onnx(DigitsCNN(channels=(8,), hidden=0), target, [str(d) for d in range(10)], _images(8))
+    assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_onnx_predictor_runs_without_torch(tmp_path):
+    export_onnx(DigitsCNN(channels=(8, 16), hidden=32), tmp_path / "m.onnx", [str(d) for d in range(10)], _images(8))
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "torch.py").write_text("raise ImportError('torch is not available here')\n")
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    for i in range(3):
+        image = Image.new("L", (60, 90), 255)
+        image.paste(0, (20 + i, 10, 32, 80))
+        image.save(drawn / f"{i}.png")
+    check = subprocess.run([sys.executable, "-c", "import torch"], env={"PYTHONPATH": str(blocker)},
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode != 0 and "torch is not available" in check.stderr
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_digits.onnx_predictor", str(tmp_path / "m.onnx"), str(drawn)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "file,predicted,confidence,top3" and len(lines) == 4
