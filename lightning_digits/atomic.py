@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lightning_digits.errors import UserError
+
 
 @contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
@@ -31,3 +33,16 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 def write_text(target: Path | str, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def ensure_writable_dir(folder: Path | str, option: str) -> None:
+    """Create `folder` if needed and prove a file can be written in it, before any work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to {folder} ({exc.strerror or exc}); choose another folder with {option}"
+        ) from exc

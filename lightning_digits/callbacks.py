@@ -7,40 +7,68 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 from lightning_digits.atomic import write_text
+from lightning_digits.errors import UserError
 from lightning_digits.predictions import predictions_csv
+
+FINAL_NAME = "digits_cnn_final"
 
 
 class DigitsCheckpoint(ModelCheckpoint):
-    """The best model as `digits_cnn.ckpt` and the last as `digits_cnn_final.ckpt`, the original's names.
+    """The best model by validation loss, as `digits_cnn.ckpt` (the original's name).
 
-    The last checkpoint's name replaces Lightning's `last.ckpt`, and `--ckpt_path last` finds it because
-    Lightning looks for files that start with CHECKPOINT_NAME_LAST in this callback's folder.
+    CHECKPOINT_NAME_LAST only tells Lightning what `--ckpt_path last` looks for in this folder: the file that
+    FinalCheckpoint writes. (Lightning 2.6's own `save_last` skips epochs that did not improve the monitored
+    metric, so it cannot serve as the "lose at most one epoch" checkpoint.)
     """
 
-    CHECKPOINT_NAME_LAST = "digits_cnn_final"
+    CHECKPOINT_NAME_LAST = FINAL_NAME
 
-    def __init__(
-        self,
-        dirpath: str | None = None,
-        filename: str = "digits_cnn",
-        monitor: str = "val_loss",
-        mode: str = "min",
-        every_n_train_steps: int | None = None,
-    ) -> None:
+    def __init__(self, dirpath: str | None = None, monitor: str = "val_loss", mode: str = "min") -> None:
         super().__init__(
             dirpath=dirpath,
-            filename=filename,
+            filename="digits_cnn",
             monitor=monitor,
             mode=mode,
             save_top_k=1,
-            save_last=True,
-            every_n_train_steps=every_n_train_steps,
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
+
+
+class FinalCheckpoint(ModelCheckpoint):
+    """The latest state as `digits_cnn_final.ckpt`, rewritten after every epoch (and every N training steps
+    when asked), so a crash loses at most that much work and `--ckpt_path last` resumes from it."""
+
+    CHECKPOINT_NAME_LAST = FINAL_NAME
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int | None = None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=FINAL_NAME,
+            monitor=None,
+            save_top_k=1,
+            every_n_train_steps=every_n_train_steps,
+            every_n_epochs=None if every_n_train_steps else 1,
+            enable_version_counter=False,
+        )
+
+
+class InterruptCheckpoint(Callback):
+    """On Ctrl-C or a crash during training, save the state as the final checkpoint so `--ckpt_path last`
+    resumes from it. Not for mistakes caught before training starts, nor outside `fit`: those must leave
+    existing checkpoints alone. (Lightning's OnExceptionCheckpoint deletes its file at teardown, which
+    would delete the final checkpoint here.)"""
+
+    def __init__(self, dirpath: str) -> None:
+        self.path = Path(dirpath) / f"{FINAL_NAME}.ckpt"
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0 and not isinstance(exception, UserError):
+            trainer.save_checkpoint(self.path)
 
 
 class PredictionWriter(BasePredictionWriter):

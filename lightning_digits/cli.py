@@ -14,11 +14,18 @@ from pathlib import Path
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 from jsonargparse import auto_cli  # noqa: E402
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Timer, TQDMProgressBar  # noqa: E402
+from lightning.pytorch.callbacks import (  # noqa: E402
+    EarlyStopping,
+    LearningRateMonitor,
+    Timer,
+    TQDMProgressBar,
+)
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
-from lightning_digits.callbacks import DigitsCheckpoint, PredictionWriter  # noqa: E402
+from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
+from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, InterruptCheckpoint, PredictionWriter  # noqa: E402
+from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.errors import UserError  # noqa: E402
 from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
@@ -52,6 +59,7 @@ class DigitsCLI(LightningCLI):
             "--artifacts_dir", default="artifacts_digits", help="Where checkpoints, logs and reports go."
         )
         parser.add_lightning_class_args(DigitsCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
@@ -63,10 +71,20 @@ class DigitsCLI(LightningCLI):
         parser.add_lightning_class_args(Timer, "timer")
         parser.set_defaults({"timer.interval": "step"})  # the default is an enum that config.yaml cannot hold
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
+        super().parse_arguments(parser, args)
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            # Lightning reads the file next, with a traceback when it is no good: a safe load and one line first.
+            load_checkpoint(ckpt_path)
+
     def before_instantiate_classes(self) -> None:
+        """Check what Lightning would only find out later, with a traceback: the artifacts folder."""
         config = self.config[self.subcommand]
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = config.artifacts_dir
+        ensure_writable_dir(config.artifacts_dir, "--artifacts_dir")
+        for key in ("checkpoint", "final_checkpoint"):
+            if config[key].dirpath is None:
+                config[key].dirpath = config.artifacts_dir
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = config.artifacts_dir
 
@@ -78,6 +96,8 @@ class DigitsCLI(LightningCLI):
                 CSVLogger(config.artifacts_dir, name="logs"),
                 TensorBoardLogger(config.artifacts_dir, name="tensorboard"),
             ]
+        # Not a config option: it must write beside the last checkpoint for `--ckpt_path last` to find it.
+        kwargs["callbacks"] = [*(config.trainer.callbacks or []), InterruptCheckpoint(config.checkpoint.dirpath)]
         return super().instantiate_trainer(**kwargs)
 
 

@@ -11,14 +11,17 @@ from collections.abc import Callable
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 
 BASELINES: dict[str, Callable[[int], object]] = {
-    # lbfgs on float32 pixels in [0, 1]; C=0.1 regularises enough that 100 iterations converge further.
-    "Logistic Regression": lambda seed: LogisticRegression(C=0.1, max_iter=100),
-    # A linear SVM (hinge loss) fitted by averaged SGD, one-vs-rest over both cores; liblinear's LinearSVC
-    # took 32-42 s here for the same accuracy.
-    "Linear SVM": lambda seed: SGDClassifier(loss="hinge", alpha=1e-4, average=True, n_jobs=-1, random_state=seed),
+    # Newton-CG converges in 17 s where scikit-learn's default (lbfgs, float64, 100 iterations) took 24 s
+    # without converging; C=0.3 is mildly stronger regularisation, worth 0.07 points over C=1 here.
+    "Logistic Regression": lambda seed: LogisticRegression(solver="newton-cg", C=0.3),
+    # liblinear on the primal problem (60k samples > 784 features) with a looser tolerance: 15 s instead of
+    # the default's 42 s, same accuracy.
+    "Linear SVM": lambda seed: LinearSVC(dual=False, C=0.3, tol=1e-2),
+    # The default 100 trees, on both cores.
     "Random Forest": lambda seed: RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed),
 }
 

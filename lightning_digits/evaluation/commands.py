@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lightning_digits.atomic import write_text
+from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
 from lightning_digits.data.datamodule import DATASETS, load_split
 from lightning_digits.errors import UserError
@@ -88,7 +88,7 @@ def find_training_log(artifacts_dir: Path) -> Path | None:
         if not (metrics.is_file() and (folder / "config.yaml").is_file()):
             return False
         with open(metrics) as f:
-            return "train_loss_epoch" in f.readline().split(",")
+            return "train_loss" in f.readline().split(",")
 
     runs = [p for p in artifacts_dir.glob("logs/version_*") if is_fit_run(p)]
     return max(runs, key=lambda p: int(p.name.removeprefix("version_")), default=None)
@@ -98,7 +98,7 @@ def _epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
     curves: dict[str, dict[int, float]] = {}
     with open(metrics_csv) as f:
         for row in csv.DictReader(f):
-            for key in ("train_loss_epoch", "train_acc", "val_loss", "val_acc"):
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 if row.get(key):
                     curves.setdefault(key, {})[int(row["epoch"]) + 1] = float(row[key])
     return curves
@@ -108,7 +108,7 @@ def _plot_curves(log_dir: Path, out: Path) -> None:
     curves = _epoch_curves(log_dir / "metrics.csv")
     for metric, train_key, val_key, name in (
         ("accuracy", "train_acc", "val_acc", "acc_curve.png"),
-        ("loss", "train_loss_epoch", "val_loss", "loss_curve.png"),
+        ("loss", "train_loss", "val_loss", "loss_curve.png"),
     ):
         epochs = sorted(set(curves.get(train_key, {})) & set(curves.get(val_key, {})))
         if epochs:
@@ -124,7 +124,7 @@ def _training_record(out: Path, best: LoadedCheckpoint) -> dict:
     record["epochs_run"] = final.epoch + 1
     timer = final.callbacks.get("Timer", {}).get("time_elapsed", {})
     if "train" in timer:
-        record["training_wall_seconds"] = round(float(timer["train"]) + float(timer.get("validate", 0.0)), 1)
+        record["training_wall_seconds"] = round(float(timer["train"]), 1)  # the fit loop, validation included
     log_dir = find_training_log(out)
     if log_dir is not None:
         record["config"] = yaml.safe_load((log_dir / "config.yaml").read_text())
@@ -194,6 +194,7 @@ def evaluate(
     steps = 5 + baselines
     loaded = load_checkpoint(checkpoint)
     out = Path(checkpoint).parent
+    ensure_writable_dir(out, "--checkpoint (files go beside it)")
     names = _class_names(loaded)
     _say(f"[1/{steps}] test pass with {checkpoint}")
     images, labels = _test_set(loaded, data_dir)
@@ -298,6 +299,7 @@ def baselines(
     if dataset not in DATASETS:
         raise UserError(f"dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
     out = Path(artifacts_dir)
+    ensure_writable_dir(out, "--artifacts_dir")
     rows = run_baselines(
         load_split(dataset, data_dir, "train"), load_split(dataset, data_dir, "test"), subset, seed, _say
     )

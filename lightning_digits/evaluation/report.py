@@ -31,7 +31,7 @@ class TestResults:
 
 def as_model_input(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], the model's input contract."""
-    return torch.from_numpy(images).float().div_(255).unsqueeze(1)
+    return torch.from_numpy(images.astype(np.float32)).div_(255).unsqueeze(1)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_digits.errors import UserError
@@ -38,6 +39,7 @@ class LitDigits(pl.LightningModule):
         plateau_factor: float = 0.5,
         plateau_patience: int = 2,
         one_cycle_pct_start: float = 0.25,
+        lr_scaling: Literal["none", "linear"] = "none",
         channels_last: bool = False,
     ) -> None:
         super().__init__()
@@ -58,9 +60,11 @@ class LitDigits(pl.LightningModule):
         self.net = DigitsCNN(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        # Plain accuracy: torchmetrics' default average is "macro", which is not what the original reports.
-        self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(num_classes=10, average="micro") for _ in range(3)
+        # Metric objects, not per-batch means: under DDP they sum counts across ranks, so validation and test
+        # figures are those of the whole set. Plain accuracy: torchmetrics' default average is "macro".
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            MetricCollection({"acc": MulticlassAccuracy(num_classes=10, average="micro"), "loss": MeanMetric()})
+            for _ in range(3)
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -68,25 +72,28 @@ class LitDigits(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
-    def _step(self, batch: list[torch.Tensor], stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+    def _step(self, batch: list[torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-        accuracy(logits, labels)
-        on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=stage != "train")
-        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics["acc"](logits, labels)
+        metrics["loss"](loss.detach(), weight=len(labels))
+        if stage == "train":
+            self.log("train_loss_step", loss, prog_bar=True)
+        self.log(f"{stage}_loss", metrics["loss"], on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}_acc", metrics["acc"], on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_acc)
+        return self._step(batch, "train")
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
+        self._step(batch, "val")
 
     def test_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        self._step(batch, "test")
 
     def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, indices = batch
@@ -94,7 +101,10 @@ class LitDigits(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
         hp = self.hparams
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        # data.batch_size is per process: under DDP the effective batch is batch_size x world size, and
+        # "linear" scales the learning rate with it (Goyal et al., 2017).
+        lr = hp.lr * (self.trainer.world_size if hp.lr_scaling == "linear" else 1)
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), lr=lr, weight_decay=hp.weight_decay)
         if hp.scheduler == "none":
             return optimizer
         if hp.scheduler == "plateau":

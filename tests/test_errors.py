@@ -1,0 +1,170 @@
+"""Every mistake a user can make ends in one line on stderr that says what is wrong and how to fix it, a
+non-zero exit code, no traceback, and existing artifacts untouched. One real CLI subprocess per case."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lightning_digits.data.idx import write_idx
+
+from .conftest import TINY_MODEL, run_cli, synthetic_digits, write_dataset
+
+SENTINELS = {"summary.json": '{"test_accuracy": 0.99}\n', "digits_cnn.onnx": "previous model"}
+
+
+@dataclass
+class Case:
+    name: str
+    args: Callable[[Path, Path], list[str]]  # (tmp folder, artifacts folder) -> arguments after the program
+    message: str  # a piece of the one line the user must see
+    module: str = "lightning_digits"
+
+
+def _data(tmp: Path, change: Callable[[Path], None] | None = None) -> Path:
+    folder = write_dataset(tmp / "data", n_train=120, n_test=40)
+    if change:
+        change(folder)
+    return folder
+
+
+def _fit(tmp: Path, art: Path, data: Path, *extra: str) -> list[str]:
+    return ["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.download=false",
+            f"--artifacts_dir={art}", "--trainer.fast_dev_run=1", *TINY_MODEL, *extra]  # fmt: skip
+
+
+def _rewrite(name: str, make: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        path = folder / name
+        path.write_bytes(make(path.read_bytes()))
+
+    return change
+
+
+def _with_image_magic(data: bytes) -> bytes:
+    return gzip.compress(b"\x00\x00\x08\x03" + gzip.decompress(data)[4:])
+
+
+def _labels(values: np.ndarray) -> Callable[[Path], None]:
+    return lambda folder: write_idx(folder / "train-labels-idx1-ubyte.gz", values)
+
+
+def _images_folder(tmp: Path, write: Callable[[Path], None]) -> Path:
+    folder = tmp / "images"
+    folder.mkdir()
+    write(folder)
+    return folder
+
+
+def _predict(tmp: Path, art: Path, images: Path) -> list[str]:
+    return ["predict", f"--data.data_dir={_data(tmp)}", f"--data.predict_path={images}", f"--artifacts_dir={art}",
+            *TINY_MODEL]  # fmt: skip
+
+
+def _huge_png(folder: Path) -> None:
+    Image.new("1", (20_000, 20_000), 1).save(folder / "huge.png")
+
+
+def _checkpoint_of_another_model(tmp: Path) -> Path:
+    path = tmp / "other.ckpt"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}, "hyper_parameters": {"width": 3}}, path)
+    return path
+
+
+CASES = [
+    Case("data folder missing", lambda t, a: _fit(t, a, t / "nowhere"), "files not found in"),
+    Case("one IDX file missing",
+         lambda t, a: _fit(t, a, _data(t, lambda f: (f / "t10k-labels-idx1-ubyte.gz").unlink())),
+         "missing: t10k-labels-idx1-ubyte;"),
+    Case("truncated file",
+         lambda t, a: _fit(t, a, _data(t, _rewrite("train-images-idx3-ubyte.gz",
+                                                   lambda b: gzip.compress(gzip.decompress(b)[:-100])))),
+         "truncated or corrupt"),
+    Case("wrong magic number",
+         lambda t, a: _fit(t, a, _data(t, _rewrite("train-labels-idx1-ubyte.gz",
+                                                   _with_image_magic))),
+         "magic number 0x00000803, expected 0x00000801"),
+    Case("image and label counts disagree", lambda t, a: _fit(t, a, _data(t, _labels(np.zeros(119, np.uint8)))),
+         "has 120 images but"),
+    Case("labels outside 0-9", lambda t, a: _fit(t, a, _data(t, _labels(np.full(120, 11, np.uint8)))),
+         "label 11 at index 0; labels must be 0-9"),
+    Case("corrupt gzip",
+         lambda t, a: _fit(t, a, _data(t, _rewrite("train-images-idx3-ubyte.gz", lambda b: b[:30] + b"\x00" * 50))),
+         "download it again"),
+    Case("predict path with no images", lambda t, a: _predict(t, a, _images_folder(t, lambda f: None)),
+         "no images found"),
+    Case("unreadable image",
+         lambda t, a: _predict(t, a, _images_folder(t, lambda f: (f / "broken.png").write_bytes(b"\x89PNG nope"))),
+         "broken.png: cannot read it as an image"),
+    Case("huge image", lambda t, a: _predict(t, a, _images_folder(t, _huge_png)), "above the limit of 40,000,000"),
+    Case("checkpoint path does not exist",
+         lambda t, a: ["test", f"--data.data_dir={_data(t)}", f"--artifacts_dir={a}", f"--ckpt_path={t / 'no.ckpt'}"],
+         "does not exist"),
+    Case("file that is not a checkpoint",
+         lambda t, a: ["test", f"--data.data_dir={_data(t)}", f"--artifacts_dir={a}",
+                       f"--ckpt_path={_data(t) / 'train-labels-idx1-ubyte.gz'}"],
+         "is not a readable PyTorch checkpoint"),
+    Case("checkpoint of another model",
+         lambda t, a: ["evaluate", f"--checkpoint={_checkpoint_of_another_model(t)}"],
+         "is not a lightning-digits checkpoint"),
+    Case("corrupt ONNX file",
+         lambda t, a: [str(a / "digits_cnn.onnx"), str(_images_folder(t, lambda f: None))],
+         "not a loadable ONNX model", module="lightning_digits.onnx_predictor"),
+    Case("unknown config key", lambda t, a: _fit(t, a, _data(t), "--model.nope=1"), "nope"),
+    Case("wrong type", lambda t, a: _fit(t, a, _data(t), "--model.lr=fast"), "model.lr"),
+    Case("negative learning rate", lambda t, a: _fit(t, a, _data(t), "--model.lr=-0.001"), "model.lr=-0.001"),
+    Case("batch size 0", lambda t, a: _fit(t, a, _data(t), "--data.batch_size=0"), "data.batch_size must be at least"),
+    Case("augmentation out of range", lambda t, a: _fit(t, a, _data(t), "--data.rotation=500"), "rotation must be in"),
+    Case("artifacts folder cannot be written",
+         lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)), "cannot write to"),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gives_one_clear_line(case: Case, tmp_path: Path):
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    for name, text in SENTINELS.items():
+        (art / name).write_text(text)
+    args = case.args(tmp_path, art)
+    if case.module == "lightning_digits":
+        result = run_cli(*args, timeout=120)
+    else:
+        import subprocess
+        import sys
+
+        result = subprocess.run([sys.executable, "-m", case.module, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(error_lines) == 1, result.stderr[-3000:]
+    assert case.message in error_lines[0], error_lines[0]
+    for name, text in SENTINELS.items():
+        assert (art / name).read_text() == text, f"{name} was touched"
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = run_cli("evaluate", f"--checkpoint={tmp_path / 'missing.ckpt'}", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_non_image_files_are_skipped_with_a_warning(tmp_path):
+    art = tmp_path / "art"
+    images = tmp_path / "images"
+    images.mkdir()
+    digits, _ = synthetic_digits(2, seed=0)
+    for i, digit in enumerate(digits):
+        Image.fromarray(255 - digit).save(images / f"{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    result = run_cli(*_predict(tmp_path, art, images))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipping" in result.stderr and "notes.txt" in result.stderr
+    assert len((art / "predictions.csv").read_text().splitlines()) == 3

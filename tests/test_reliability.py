@@ -1,0 +1,128 @@
+"""Crashes, interruptions and reruns: kill -9 and Ctrl-C during fit resume, killed evaluate keeps the old
+artifacts, and two seeded deterministic fits are identical."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from .conftest import REPO, TINY_MODEL, run_cli, write_dataset
+
+
+def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
+    return ["fit", f"--data.data_dir={data}", "--data.val_size=200", "--data.batch_size=32", f"--artifacts_dir={art}",
+            *TINY_MODEL, "--progress_bar.refresh_rate=0", *extra]  # fmt: skip
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lightning_digits", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        assert process.poll() is None, process.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def _saved(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("reliability") / "data", n_train=3000, n_test=200)
+
+
+@pytest.mark.slow
+def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data):
+    art = tmp_path / "art"
+    final = art / "digits_cnn_final.ckpt"
+    process = _start(_fit_args(data, art, "--trainer.max_epochs=4"))
+    _wait_for(final, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = _saved(final)
+    assert killed_at["epoch"] < 3, "the run must have been killed before its end"
+
+    resumed = run_cli(*_fit_args(data, art, "--trainer.max_epochs=4", "--ckpt_path=last"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = _saved(final)
+    assert finished["epoch"] == 3 and finished["global_step"] > killed_at["global_step"]
+    early_stopping = next(v for k, v in finished["callbacks"].items() if k.startswith("EarlyStopping"))
+    assert "wait_count" in early_stopping and finished["optimizer_states"] and finished["lr_schedulers"]
+    latest = max(art.glob("logs/version_*"), key=lambda p: int(p.name.removeprefix("version_")))
+    epochs = sorted({int(r["epoch"]) for r in csv.DictReader(open(latest / "metrics.csv")) if r["val_loss"]})
+    assert epochs[0] == killed_at["epoch"] + 1 and epochs[-1] == 3, "resumed after the last saved epoch"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data):
+    art = tmp_path / "art"
+    final = art / "digits_cnn_final.ckpt"
+    process = _start(_fit_args(data, art, "--trainer.max_epochs=50"))
+    _wait_for(final, process)
+    after_first_epoch = _saved(final)["global_step"]
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert "Traceback" not in output, output[-3000:]
+    interrupted = _saved(final)
+    assert interrupted["global_step"] > after_first_epoch, "the interrupt saved the state it reached"
+    resumed = run_cli(*_fit_args(data, art, f"--trainer.max_epochs={interrupted['epoch'] + 2}", "--ckpt_path=last"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _saved(final)["epoch"] == interrupted["epoch"] + 1
+
+
+@pytest.mark.slow
+def test_two_seeded_deterministic_fits_are_identical(tmp_path, data):
+    runs = []
+    for name in ("a", "b"):
+        art = tmp_path / name
+        result = run_cli(*_fit_args(data, art, "--trainer.max_epochs=2", "--trainer.deterministic=true",
+                                    "--seed_everything=7"))  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics = [r["val_loss"] + r["val_acc"] for r in csv.DictReader(open(art / "logs/version_0/metrics.csv"))]
+        runs.append((metrics, _saved(art / "digits_cnn_final.ckpt")["state_dict"]))
+    (metrics_a, weights_a), (metrics_b, weights_b) = runs
+    assert metrics_a == metrics_b
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+@pytest.mark.slow
+def test_killed_evaluate_leaves_the_previous_artifacts_whole(tmp_path, data):
+    art = tmp_path / "art"
+    assert run_cli(*_fit_args(data, art, "--trainer.max_epochs=1")).returncode == 0
+    evaluate = ["evaluate", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}", "--baseline_subset=500"]
+    assert run_cli(*evaluate).returncode == 0
+    before = {p.name: p.stat().st_mtime_ns for p in art.iterdir() if p.is_file()}
+    for delay in (2.0, 3.5, 5.0):  # kill it at different points of its work
+        process = _start(evaluate)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for name in before:
+            path = art / name
+            assert path.is_file(), f"{name} vanished"
+            if name.endswith(".png"):
+                with Image.open(path) as image:
+                    image.verify()
+            elif name.endswith(".json"):
+                json.loads(path.read_text())
+            elif name.endswith(".onnx"):
+                onnx.checker.check_model(onnx.load(str(path)))
+    assert os.path.getsize(art / "summary.txt") > 0
