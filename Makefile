@@ -4,13 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train evaluate test lint clean
+.PHONY: setup browser train evaluate demo test lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml web/package-lock.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[dev]"
+	npm ci --prefix web --no-audit --no-fund
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(MAKE) browser
 	touch $(STAMP)
+
+# Debian's Chromium and ChromeDriver for tests/test_web.py (never a browser download). Where apt-get cannot
+# run (no root, not Debian), the browser test is skipped and says why.
+browser:
+	-apt-get install -y chromium chromium-driver || (apt-get update && apt-get install -y chromium chromium-driver)
 
 setup: $(STAMP)
 
@@ -19,6 +26,9 @@ train: $(STAMP)
 
 evaluate: $(STAMP)
 	$(BIN)/lightning-digits evaluate
+
+demo: $(STAMP)
+	$(BIN)/lightning-digits demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

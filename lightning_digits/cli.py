@@ -27,16 +27,19 @@ from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
 from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, InterruptCheckpoint, PredictionWriter  # noqa: E402
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
+from lightning_digits.demo import demo  # noqa: E402
 from lightning_digits.errors import UserError  # noqa: E402
 from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "demo": demo}  # no Trainer needed: plain functions, dispatched first
 DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
 
 Training and inference: fit, validate, test, predict (Lightning's CLI; configs/mnist.yaml applies by default).
-Reports from a checkpoint: evaluate (everything below), export (ONNX), baselines, grid (inference grid).
+Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid).
+In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
 Run `lightning-digits SUBCOMMAND --help` for the options of each."""
 
 
@@ -124,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv[1:] = args  # Lightning reads sys.argv itself when given args=None
     _quiet_expected_warnings()
     try:
-        if args and args[0] in EVALUATION_COMMANDS:
-            auto_cli(EVALUATION_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}")
+        if args and args[0] in PLAIN_COMMANDS:
+            auto_cli(PLAIN_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}")
         else:
             run_lightning(None if argv is None else args)
     except UserError as exc:

@@ -1,0 +1,125 @@
+"""The draw-a-digit page in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium):
+strokes that trace real MNIST test digits are drawn with pointer events; the page must recognise them, and
+its preprocessing and probabilities must match the Python ones for the same drawing."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from lightning_digits.data.idx import read_idx
+from lightning_digits.data.images import _to_gray, to_mnist
+from lightning_digits.demo import WEB_DIR, serve_in_background
+
+from .conftest import REPO
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"
+DIGITS = 20
+SCALE = 10  # canvas pixels per MNIST pixel (280 / 28)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no chromium/chromedriver: `make setup` installs them"),
+    pytest.mark.skipif(not (WEB_DIR / "node_modules").is_dir(), reason="web/node_modules missing: `make setup`"),
+]
+
+
+@pytest.fixture(scope="module")
+def page():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=900,700"):  # fmt: skip
+        options.add_argument(flag)
+    server, address = serve_in_background(str(MODEL.parent))
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(address)
+        _wait(driver, "return window.digits && (window.digits.ready || window.digits.error)")
+        assert driver.execute_script("return window.digits.error || null") is None
+        yield driver
+    finally:
+        driver.quit()
+        server.shutdown()
+
+
+def _wait(driver, script: str, timeout: float = 30) -> object:
+    deadline = time.monotonic() + timeout
+    while not (value := driver.execute_script(script)):
+        assert time.monotonic() < deadline, f"timed out waiting for: {script}"
+        time.sleep(0.05)
+    return value
+
+
+def strokes(digit: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Horizontal strokes over each run of ink in each row: (x0, y0, x1, y1) in canvas pixels."""
+    lines = []
+    for row in range(28):
+        ink = np.flatnonzero(digit[row] > 127)
+        if len(ink) == 0:
+            continue
+        runs = np.split(ink, np.flatnonzero(np.diff(ink) > 1) + 1)
+        y = row * SCALE + SCALE // 2
+        lines += [(int(r[0]) * SCALE + SCALE // 2, y, int(r[-1]) * SCALE + SCALE // 2, y) for r in runs]
+    return lines
+
+
+def draw(driver, lines: list[tuple[int, int, int, int]]) -> dict:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    pad = driver.find_element(By.ID, "pad")
+    driver.find_element(By.ID, "clear").click()
+    runs_before = driver.execute_script("return window.digits.runs")
+    actions = ActionChains(driver, duration=0)
+    half = 140  # Selenium's offsets are from the element's centre
+    for x0, y0, x1, y1 in lines:
+        actions.move_to_element_with_offset(pad, x0 - half, y0 - half).click_and_hold()
+        actions.move_to_element_with_offset(pad, x1 - half, y1 - half).release()
+    actions.perform()
+    _wait(driver, f"return window.digits.runs > {runs_before} && !window.digits.pending && !window.digits.dirty")
+    return driver.execute_script("return window.digits.last")
+
+
+def canvas_png(driver) -> Image.Image:
+    data_url = driver.execute_script("return document.getElementById('pad').toDataURL('image/png')")
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+
+
+def test_drawn_mnist_digits_are_recognised_and_match_python(page, real_mnist):
+    images = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz", 3)[:DIGITS]
+    labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz", 1)[:DIGITS]
+    session = ort.InferenceSession(str(MODEL))
+    correct = 0
+    worst_input, worst_probability = 0.0, 0.0
+    for digit, label in zip(images, labels, strict=True):
+        result = draw(page, strokes(digit))
+        correct += result["predicted"] == label
+        browser_input = np.asarray(result["input"], dtype=np.float32).reshape(28, 28)
+        python_input = to_mnist(_to_gray(canvas_png(page)))
+        worst_input = max(worst_input, float(np.abs(browser_input - python_input).max()))
+        logits = session.run(["logits"], {"image": browser_input.reshape(1, 1, 28, 28)})[0][0]
+        python_probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        worst_probability = max(worst_probability, float(np.abs(python_probabilities - result["probabilities"]).max()))
+    print(f"\nbrowser: {correct}/{DIGITS} recognised, max input difference {worst_input:.2e}, "
+          f"max probability difference {worst_probability:.2e}")  # fmt: skip
+    assert correct >= DIGITS - 1, f"only {correct} of {DIGITS} drawn digits recognised"
+    assert worst_input <= 1 / 255, f"browser and Python inputs differ by up to {worst_input}"
+    assert worst_probability <= 1e-4, f"browser and Python probabilities differ by up to {worst_probability}"
+    if screenshot := os.environ.get("LIGHTNING_DIGITS_SCREENSHOT"):
+        draw(page, strokes(images[0]))
+        Path(screenshot).write_bytes(page.get_screenshot_as_png())
