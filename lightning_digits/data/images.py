@@ -1,0 +1,125 @@
+"""Turning arbitrary image files into MNIST-style 28x28 digits, the way MNIST itself was made.
+
+Recipe: grayscale in [0, 1] -> white ink on black (inverted when the paper is light) -> crop to the
+ink -> fit in 20x20 keeping the aspect ratio -> centre by centre of mass in 28x28. web/preprocess.js is the
+same recipe for the browser, step for step; tests/test_web.py holds the two together.
+Uses numpy and Pillow only (no torch), so the onnxruntime-only predictor can share it.
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lightning_digits.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# A 20000x20000 image decodes to 400 MP (1.6 GB as float): refuse well before that.
+MAX_PIXELS = 40_000_000
+# MNIST's centre of mass sits at pixel (14, 14) on average (measured on its test set), not at 13.5.
+MNIST_CENTRE = 14.0
+_INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink for cropping
+
+
+def find_images(path_or_glob: str) -> list[Path]:
+    """Image files under a folder (sorted) or matched by a glob; other files are skipped with a warning."""
+    path = Path(path_or_glob)
+    if path.is_dir():
+        candidates = sorted(p for p in path.iterdir() if p.is_file())
+    elif path.is_file():
+        candidates = [path]
+    else:
+        candidates = sorted(Path(p) for p in glob.glob(path_or_glob) if Path(p).is_file())
+    images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
+    for skipped in sorted(set(candidates) - set(images)):
+        warnings.warn(f"skipping {skipped}: not a {'/'.join(IMAGE_SUFFIXES)} file", stacklevel=2)
+    if not images:
+        raise UserError(
+            f"no images found at {path_or_glob!r}: give a folder or glob of {', '.join(IMAGE_SUFFIXES)} files"
+        )
+    return images
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Float grayscale in [0, 1]; transparency is composited onto white paper."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(image, dtype=np.float32)
+        return np.clip(gray / (65535.0 if gray.max() > 255 else 255.0), 0.0, 1.0)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _round_half_up(x: float) -> int:
+    # Not Python's round() (half to even): the browser's copy of this recipe (web/preprocess.js) rounds half up.
+    return int(np.floor(x + 0.5))
+
+
+def _resample_weights(in_size: int, out_size: int) -> np.ndarray:
+    """[out, in] weights of a triangle filter widened by the scale when shrinking (antialiasing), rows summing
+    to 1. Written out rather than taken from Pillow so that web/preprocess.js can do exactly the same."""
+    scale = in_size / out_size
+    support = max(scale, 1.0)
+    centres = (np.arange(out_size) + 0.5) * scale
+    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(in_size) + 0.5 - centres[:, None]) / support)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """A grayscale image in [0, 1] of any size -> float32 28x28 in [0, 1], white digit centred on black."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float64)
+    paper = float(np.median(border))
+    light = paper >= 0.5
+    ink = (paper - gray) if light else (gray - paper)
+    ink = np.clip(ink / max(paper if light else 1.0 - paper, 1e-6), 0.0, 1.0)
+    rows, cols = np.nonzero(ink > _INK_THRESHOLD * ink.max()) if ink.max() > 0 else ((), ())
+    if len(rows) == 0:
+        raise ValueError("no ink: the image is blank")
+    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = ink.shape
+    factor = 20.0 / max(height, width)
+    fit_height, fit_width = max(1, _round_half_up(height * factor)), max(1, _round_half_up(width * factor))
+    fitted = _resample_weights(height, fit_height) @ ink @ _resample_weights(width, fit_width).T
+    fitted = np.clip(fitted, 0.0, 1.0)
+    canvas = np.zeros((28, 28), dtype=np.float64)
+    top, left = (28 - fit_height) // 2, (28 - fit_width) // 2
+    canvas[top : top + fit_height, left : left + fit_width] = fitted
+    return _centre_of_mass_to_middle(canvas).astype(np.float32)
+
+
+def _centre_of_mass_to_middle(canvas: np.ndarray) -> np.ndarray:
+    total = canvas.sum()
+    ys, xs = np.indices(canvas.shape)
+    dy = _round_half_up(MNIST_CENTRE - (ys * canvas).sum() / total)
+    dx = _round_half_up(MNIST_CENTRE - (xs * canvas).sum() / total)
+    # The digit sits in a 20x20 box, so a shift of up to 4 pixels never pushes ink off the 28x28 canvas.
+    return np.roll(canvas, (int(np.clip(dy, -4, 4)), int(np.clip(dx, -4, 4))), axis=(0, 1))
+
+
+def load_digit(path: Path | str) -> np.ndarray:
+    """Read one image file as an MNIST-style float32 28x28 array in [0, 1]."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise UserError(
+                    f"{path}: {image.width}x{image.height} is above the limit of {MAX_PIXELS:,} pixels; "
+                    "scale it down first"
+                )
+            image.load()
+            gray = _to_gray(image)
+    except Image.DecompressionBombError as exc:  # Pillow's own, stricter guard, raised while opening
+        raise UserError(f"{path}: above the limit of {MAX_PIXELS:,} pixels ({exc}); scale it down first") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"{path}: cannot read it as an image ({exc}); check the file") from exc
+    try:
+        return to_mnist(gray)
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}; nothing to classify") from exc
