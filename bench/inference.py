@@ -1,5 +1,6 @@
 """Inference: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8 (static quantization, made here from
-the fp32 model), at batch 1, 64 and 256, on real MNIST test images, in one process.
+the fp32 model by `lightning_digits.export.quantize_int8`, as `lightning-digits export --int8` does), at
+batch 1, 64 and 256, on real MNIST test images, in one process.
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/inference.py [--checkpoint C] [--onnx M]
 
@@ -19,27 +20,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.datamodule import load_split
 from lightning_digits.evaluation.report import as_model_input
-
-
-class _Calibration(CalibrationDataReader):
-    def __init__(self, images: np.ndarray, batch: int = 100) -> None:
-        self.batches = iter([{"image": images[i : i + batch]} for i in range(0, len(images), batch)])
-
-    def get_next(self) -> dict | None:
-        return next(self.batches, None)
-
-
-def quantize(fp32: Path, calibration: np.ndarray, out: Path) -> Path:
-    quantize_static(
-        str(fp32), str(out), _Calibration(calibration), quant_format=QuantFormat.QOperator,
-        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-    )  # fmt: skip
-    return out
+from lightning_digits.export import quantize_int8
 
 
 def timings(run, images: np.ndarray, batch: int, seconds: float = 2.0) -> dict:
@@ -79,7 +64,8 @@ def main() -> None:
     options = ort.SessionOptions()
     fp32 = ort.InferenceSession(args.onnx, options, providers=["CPUExecutionProvider"])
     with tempfile.TemporaryDirectory() as tmp:
-        int8_path = quantize(Path(args.onnx), calibration, Path(tmp) / "int8.onnx")
+        int8_path = Path(tmp) / "int8.onnx"
+        quantize_int8(args.onnx, int8_path, calibration)
         int8 = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
     engines = {
         "eager": eager,

@@ -55,23 +55,25 @@ def _step(model: LitDigits, optimizer: torch.optim.Optimizer, images: torch.Tens
     optimizer.step()
 
 
-def _measure(batches: Callable[[], Iterator], step: Callable, steps: int, batch_size: int, windows: int = 3) -> float:
-    """Median images/s over `windows` windows of `steps` steps, after a warm-up."""
-    rates = []
-    iterator = batches()
-    for _ in range(5):
-        step(*next(iterator))
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(steps):
+def _measure(inputs: dict[str, Iterator], step: Callable, steps: int, batch_size: int, windows: int = 5) -> dict:
+    """Median images/s per input over `windows` rounds; the inputs take turns within each round, so that
+    a noisy neighbour or a warming cache hits them alike."""
+    for iterator in inputs.values():
+        for _ in range(5):
             step(*next(iterator))
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    return statistics.median(rates)
+    rates: dict[str, list[float]] = {name: [] for name in inputs}
+    for _ in range(windows):
+        for name, iterator in inputs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(*next(iterator))
+            rates[name].append(steps * batch_size / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=40, help="steps per timed window")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast / channels_last")
     args = parser.parse_args()
@@ -96,21 +98,13 @@ def main() -> None:
         global_rank = 0
 
     data.trainer = _Training()  # type: ignore[assignment]
-    results = {
-        "step alone": _measure(lambda: iter(lambda: fixed, None), step, args.steps, args.batch_size),
-        "pipeline": _measure(
-            lambda: forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)),
-            step,
-            args.steps,
-            args.batch_size,
-        ),  # fmt: skip
-        "naive per-sample": _measure(
-            lambda: forever(DataLoader(_PerSampleMnist(images, labels), batch_size=args.batch_size, shuffle=True)),
-            step,
-            args.steps,
-            args.batch_size,
-        ),  # fmt: skip
+    naive = DataLoader(_PerSampleMnist(images, labels), batch_size=args.batch_size, shuffle=True)
+    inputs = {
+        "step alone": iter(lambda: fixed, None),
+        "pipeline": forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)),
+        "naive per-sample": forever(naive),
     }
+    results = _measure(inputs, step, args.steps, args.batch_size)
     reference = results["step alone"]
     print(f"{'input':18} {'img/s':>8} {'overhead vs step alone':>24}")
     for name, rate in results.items():

@@ -144,3 +144,27 @@ def test_onnx_predictor_runs_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "file,predicted,confidence,top3" and len(lines) == 4
+
+
+def test_int8_export_is_checked_on_the_whole_test_set(trained):
+    data, art = trained
+    result = run_cli("export", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}", "--int8=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "digits_cnn_int8.onnx: test accuracy" in result.stderr
+    session = ort.InferenceSession(str(art / "digits_cnn_int8.onnx"))
+    ops = {node.op_type for node in onnx.load(str(art / "digits_cnn_int8.onnx")).graph.node}
+    assert "QLinearConv" in ops
+    assert session.run(["logits"], {"image": _images(3)})[0].shape == (3, 10)
+
+
+def test_int8_model_that_loses_accuracy_is_refused(tmp_path, monkeypatch):
+    from lightning_digits import export as export_module
+
+    net = DigitsCNN(channels=(8, 16), hidden=32).eval()
+    images = _images(50)
+    export_onnx(net, tmp_path / "m.onnx", [str(d) for d in range(10)], images)
+    export_module.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", images)
+    monkeypatch.setattr(export_module, "MAX_INT8_ACCURACY_LOSS", -1.0)
+    labels = np.arange(50) % 10
+    with pytest.raises(ExportCheckFailed, match="int8 model loses"):
+        export_module.check_int8_accuracy(tmp_path / "m.onnx", tmp_path / "q.onnx", images, labels)

@@ -26,7 +26,7 @@ from lightning_digits.data.datamodule import DATASETS, load_split
 from lightning_digits.errors import UserError
 from lightning_digits.evaluation import plots, report
 from lightning_digits.evaluation.baselines import run_baselines
-from lightning_digits.export import export_onnx
+from lightning_digits.export import ExportCheckFailed, check_int8_accuracy, export_onnx, quantize_int8
 
 DEFAULT_CHECKPOINT = "artifacts_digits/digits_cnn.ckpt"
 FINAL_CHECKPOINT_NAME = "digits_cnn_final.ckpt"
@@ -262,21 +262,37 @@ def evaluate(
     _say(f"done: test accuracy {results.accuracy:.4f}, loss {results.loss:.4f}; files in {out}/")
 
 
-def export(checkpoint: str = DEFAULT_CHECKPOINT, output: str | None = None, data_dir: str | None = None) -> None:
+def export(
+    checkpoint: str = DEFAULT_CHECKPOINT, output: str | None = None, data_dir: str | None = None, int8: bool = False
+) -> None:
     """Export the checkpoint to a self-contained ONNX file and check it against PyTorch on real test images.
 
     Args:
         checkpoint: the model to export.
         output: the .onnx file (default: digits_cnn.onnx beside the checkpoint).
         data_dir: folder of the IDX files (default: as the checkpoint's run found them).
+        int8: also write an int8-quantized model (<output>_int8.onnx, about 2x faster on CPU), kept only if it
+            loses at most 0.05 points of accuracy on the whole test set.
     """
     _refuse_multiprocess("export")
     loaded = load_checkpoint(checkpoint)
-    images, _ = _test_set(loaded, data_dir)
+    images, labels = _test_set(loaded, data_dir)
     target = Path(output) if output else Path(checkpoint).parent / ONNX_NAME
     metadata = {"dataset": loaded.data_hparams.get("dataset", "mnist")}
     parity = _export(loaded, images, target, metadata)
     _say(f"wrote {target}: onnxruntime matches PyTorch (max |logit difference| {parity['max_logit_difference']:.1e})")
+    if int8:
+        int8_target = target.with_name(f"{target.stem}_int8.onnx")
+        train_images, _ = load_split(metadata["dataset"], data_dir or loaded.data_hparams.get("data_dir"), "train")
+        _say(f"quantizing to {int8_target} (calibration: 1,000 training images)")
+        quantize_int8(target, int8_target, report.as_model_input(train_images[:1000]).numpy())
+        try:
+            check = check_int8_accuracy(target, int8_target, report.as_model_input(images).numpy(), labels)
+        except ExportCheckFailed:
+            int8_target.unlink()
+            raise
+        _say(f"wrote {int8_target}: test accuracy {check['int8_test_accuracy']:.4f} "
+             f"(fp32 {check['fp32_test_accuracy']:.4f}) on {check['test_images']:,} images")  # fmt: skip
 
 
 def baselines(

@@ -1,0 +1,49 @@
+"""Training samples/s with 1 vs 2 CPU processes under Lightning's DDP (gloo), same data, same model.
+
+    LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/ddp_throughput.py [--images 10000]
+
+On a 2-core machine expect no speed-up: each process gets one core and gradients are all-reduced every
+step. The point of DDP on CPU here is correctness (tests/test_ddp.py); the speed is for GPUs.
+Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def fit_seconds(processes: int, images: int, folder: Path) -> float:
+    command = [
+        sys.executable, "-m", "lightning_digits", "fit", f"--artifacts_dir={folder}", f"--data.train_subset={images}",
+        "--trainer.max_epochs=1", "--trainer.accelerator=cpu", f"--trainer.devices={processes}",
+        f"--trainer.strategy={'ddp' if processes > 1 else 'auto'}", "--progress_bar.refresh_rate=0",
+        "--trainer.limit_val_batches=1",  # one validation batch: early stopping needs val_loss
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    state = torch.load(folder / "digits_cnn_final.ckpt", map_location="cpu", weights_only=True)
+    return float(state["callbacks"]["Timer"]["time_elapsed"]["train"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=10_000, help="training images in the epoch")
+    args = parser.parse_args()
+    results = {}
+    print(f"{'processes':>9} {'samples/s':>10} {'vs 1':>6}")
+    for processes in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            seconds = fit_seconds(processes, args.images, Path(tmp))
+        results[processes] = args.images / seconds
+        print(f"{processes:9} {results[processes]:10.0f} {results[processes] / results[1]:5.2f}x", flush=True)
+    print(json.dumps({"samples_per_second": results, "images": args.images}))
+
+
+if __name__ == "__main__":
+    main()
