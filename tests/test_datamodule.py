@@ -77,3 +77,23 @@ def test_val_size_larger_than_the_data(tmp_path):
 def test_fashion_mnist_has_its_own_class_names(tiny_data):
     dm = DigitsDataModule(data_dir=str(tiny_data), dataset="fashion_mnist")
     assert dm.class_names[9] == "Ankle boot"
+
+
+class _FakeTrainer:
+    training = True
+
+    def __init__(self, rank: int) -> None:
+        self.global_rank = rank
+
+
+def test_augmentation_draws_differ_between_ranks_but_the_split_does_not(tiny_data):
+    """Under DDP every rank is seeded alike; its augmentation must still draw its own transforms."""
+    batches = {}
+    for rank in (0, 1):
+        torch.manual_seed(42)  # what seed_everything does on every rank
+        dm = _setup(tiny_data, val_size=50)
+        dm.trainer = _FakeTrainer(rank)
+        images = dm.train_set.tensors[0][:16]
+        batches[rank] = (dm.on_after_batch_transfer([images, torch.zeros(16)], 0)[0], dm.val_set.tensors[0])
+    assert not torch.equal(batches[0][0], batches[1][0])
+    assert torch.equal(batches[0][1], batches[1][1])

@@ -30,12 +30,16 @@ def _start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.is_file():
+def _fit_until_first_epoch(data: Path, art: Path, max_epochs: int) -> tuple[subprocess.Popen, Path]:
+    """Start `fit` in the background and return once the first epoch's final checkpoint exists."""
+    final = art / "digits_cnn_final.ckpt"
+    process = _start(_fit_args(data, art, f"--trainer.max_epochs={max_epochs}"))
+    deadline = time.monotonic() + 120
+    while not final.is_file():
         assert process.poll() is None, process.stdout.read()[-3000:]
-        assert time.monotonic() < deadline, f"{path} never appeared"
+        assert time.monotonic() < deadline, f"{final} never appeared"
         time.sleep(0.2)
+    return process, final
 
 
 def _saved(path: Path) -> dict:
@@ -50,9 +54,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data):
     art = tmp_path / "art"
-    final = art / "digits_cnn_final.ckpt"
-    process = _start(_fit_args(data, art, "--trainer.max_epochs=4"))
-    _wait_for(final, process)
+    process, final = _fit_until_first_epoch(data, art, max_epochs=4)
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = _saved(final)
@@ -72,9 +74,7 @@ def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data):
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data):
     art = tmp_path / "art"
-    final = art / "digits_cnn_final.ckpt"
-    process = _start(_fit_args(data, art, "--trainer.max_epochs=50"))
-    _wait_for(final, process)
+    process, final = _fit_until_first_epoch(data, art, max_epochs=50)
     after_first_epoch = _saved(final)["global_step"]
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
