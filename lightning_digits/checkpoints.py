@@ -33,7 +33,12 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
         raise UserError(f"checkpoint {path} does not exist; train first (`lightning-digits fit`) or pass --checkpoint")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint: not a checkpoint at all, or one holding objects other "
+            "than tensors and plain values (not loaded: that could run code)"
+        ) from exc
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({first_line})") from exc
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None

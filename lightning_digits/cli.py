@@ -13,7 +13,7 @@ from pathlib import Path
 # Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-from jsonargparse import auto_cli  # noqa: E402
+from jsonargparse import ArgumentError, auto_cli  # noqa: E402
 from lightning.pytorch.callbacks import (  # noqa: E402
     EarlyStopping,
     LearningRateMonitor,
@@ -111,9 +111,16 @@ def run_lightning(argv: list[str] | None) -> None:
         DigitsDataModule,
         seed_everything_default=42,
         save_config_kwargs={"overwrite": True},
+        # The model owns its optimiser and scheduler (plain hyperparameters); no --optimizer/--lr_scheduler.
+        auto_configure_optimizers=False,
+        # Parse errors are raised, not printed under a screenful of usage: main() prints them as one line.
         parser_kwargs={
             "description": DESCRIPTION,
-            **{command: {"default_config_files": default_configs} for command in LIGHTNING_COMMANDS},
+            "exit_on_error": False,
+            **{
+                command: {"default_config_files": default_configs, "exit_on_error": False}
+                for command in LIGHTNING_COMMANDS
+            },
         },
         args=argv,
     )
@@ -128,11 +135,15 @@ def main(argv: list[str] | None = None) -> None:
     _quiet_expected_warnings()
     try:
         if args and args[0] in PLAIN_COMMANDS:
-            auto_cli(PLAIN_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}")
+            auto_cli(PLAIN_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}", exit_on_error=False)
         else:
             run_lightning(None if argv is None else args)
-    except UserError as exc:
+    except (UserError, ArgumentError) as exc:
         if debug:
             raise
-        print(f"lightning-digits: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if isinstance(exc, ArgumentError):
+            command = next((a for a in args if a in (*LIGHTNING_COMMANDS, *PLAIN_COMMANDS)), "")
+            message += f"; see `lightning-digits {command} --help`".replace("  ", " ")
+        print(f"lightning-digits: error: {message}", file=sys.stderr)
         sys.exit(2)
