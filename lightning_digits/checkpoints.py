@@ -26,6 +26,10 @@ class LoadedCheckpoint:
     epoch: int  # zero-based epoch at which it was saved
     callbacks: dict
 
+    @property
+    def dataset(self) -> str:
+        return self.data_hparams.get("dataset", "mnist")
+
 
 def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
     path = Path(path)

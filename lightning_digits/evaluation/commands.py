@@ -44,12 +44,12 @@ def _refuse_multiprocess(command: str) -> None:
 
 
 def _class_names(loaded: LoadedCheckpoint) -> tuple[str, ...]:
-    return DATASETS[loaded.data_hparams.get("dataset", "mnist")].class_names
+    return DATASETS[loaded.dataset].class_names
 
 
-def _test_set(loaded: LoadedCheckpoint, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    dataset = loaded.data_hparams.get("dataset", "mnist")
-    return load_split(dataset, data_dir or loaded.data_hparams.get("data_dir"), "test")
+def _split(loaded: LoadedCheckpoint, data_dir: str | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The checkpoint's data set, from `data_dir` or else where its training run found it."""
+    return load_split(loaded.dataset, data_dir or loaded.data_hparams.get("data_dir"), split)
 
 
 def _grid(
@@ -116,7 +116,7 @@ def _plot_curves(log_dir: Path, out: Path) -> None:
             plots.plot_curves(epochs, train, [curves[val_key][e] for e in epochs], metric, out / name)
 
 
-def _training_record(out: Path, best: LoadedCheckpoint) -> dict:
+def _training_record(out: Path, best: LoadedCheckpoint, log_dir: Path | None) -> dict:
     """Epochs, best epoch and wall time from the final checkpoint's Timer state; config from the fit log."""
     record: dict = {"best_epoch": best.epoch + 1}
     final_path = out / FINAL_CHECKPOINT_NAME
@@ -125,7 +125,6 @@ def _training_record(out: Path, best: LoadedCheckpoint) -> dict:
     timer = final.callbacks.get("Timer", {}).get("time_elapsed", {})
     if "train" in timer:
         record["training_wall_seconds"] = round(float(timer["train"]), 1)  # the fit loop, validation included
-    log_dir = find_training_log(out)
     if log_dir is not None:
         record["config"] = yaml.safe_load((log_dir / "config.yaml").read_text())
     return record
@@ -197,7 +196,7 @@ def evaluate(
     ensure_writable_dir(out, "--checkpoint (files go beside it)")
     names = _class_names(loaded)
     _say(f"[1/{steps}] test pass with {checkpoint}")
-    images, labels = _test_set(loaded, data_dir)
+    images, labels = _split(loaded, data_dir, "test")
     start = time.perf_counter()
     results = report.test_pass(loaded.net, images, labels)
     test_seconds = time.perf_counter() - start
@@ -218,10 +217,9 @@ def evaluate(
     else:
         _plot_curves(log_dir, out)
 
-    training = _training_record(out, loaded)
-    dataset = loaded.data_hparams.get("dataset", "mnist")
+    training = _training_record(out, loaded, log_dir)
     summary = {
-        "dataset": dataset,
+        "dataset": loaded.dataset,
         "checkpoint": str(checkpoint),
         "test_images": len(labels),
         "test_accuracy": results.accuracy,
@@ -231,7 +229,7 @@ def evaluate(
         **{k: v for k, v in training.items() if k != "config"},
     }
     _say(f"[4/{steps}] ONNX export to {out / ONNX_NAME}, checked against PyTorch")
-    metadata = {"dataset": dataset, "test_accuracy": f"{results.accuracy:.4f}"}
+    metadata = {"dataset": loaded.dataset, "test_accuracy": f"{results.accuracy:.4f}"}
     summary["onnx"] = {"file": ONNX_NAME, **_export(loaded, images, out / ONNX_NAME, metadata)}
 
     if baselines:
@@ -245,7 +243,7 @@ def evaluate(
             "settings": json.dumps({k: v for k, v in loaded.model_hparams.items() if not k.startswith("_")}),
         }
         rows = run_baselines(
-            load_split(dataset, data_dir or loaded.data_hparams.get("data_dir"), "train"),
+            _split(loaded, data_dir, "train"),
             (images, labels),
             baseline_subset,
             seed,
@@ -276,14 +274,14 @@ def export(
     """
     _refuse_multiprocess("export")
     loaded = load_checkpoint(checkpoint)
-    images, labels = _test_set(loaded, data_dir)
+    images, labels = _split(loaded, data_dir, "test")
     target = Path(output) if output else Path(checkpoint).parent / ONNX_NAME
-    metadata = {"dataset": loaded.data_hparams.get("dataset", "mnist")}
+    metadata = {"dataset": loaded.dataset}
     parity = _export(loaded, images, target, metadata)
     _say(f"wrote {target}: onnxruntime matches PyTorch (max |logit difference| {parity['max_logit_difference']:.1e})")
     if int8:
         int8_target = target.with_name(f"{target.stem}_int8.onnx")
-        train_images, _ = load_split(metadata["dataset"], data_dir or loaded.data_hparams.get("data_dir"), "train")
+        train_images, _ = _split(loaded, data_dir, "train")
         _say(f"quantizing to {int8_target} (calibration: 1,000 training images)")
         quantize_int8(target, int8_target, report.as_model_input(train_images[:1000]).numpy())
         try:
@@ -347,7 +345,7 @@ def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, 
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     loaded = load_checkpoint(checkpoint)
-    images, labels = _test_set(loaded, data_dir)
+    images, labels = _split(loaded, data_dir, "test")
     results = report.test_pass(loaded.net, images, labels)
     _grid(loaded, results, images, samples, seed, Path(checkpoint).parent)
     _say(f"wrote {Path(checkpoint).parent / 'inference_grid.png'}")
