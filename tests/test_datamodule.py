@@ -1,6 +1,7 @@
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_digits.data.datamodule import DigitsDataModule
 from lightning_digits.errors import UserError
@@ -33,6 +34,18 @@ def test_real_mnist_split_sizes(real_mnist):
 
 def test_train_subset(tiny_data):
     assert len(_setup(tiny_data, val_size=50, train_subset=40).train_set) == 40
+
+
+def test_train_loader_reads_whole_batches_as_the_per_item_loader_would(tiny_data):
+    dm = _setup(tiny_data, val_size=50, batch_size=32)
+    per_item = DataLoader(TensorDataset(*dm.train_set.tensors), batch_size=32, shuffle=True, drop_last=True)
+    torch.manual_seed(3)
+    batches = list(dm.train_dataloader())
+    torch.manual_seed(3)
+    expected = list(per_item)
+    assert len(batches) == len(expected) == 250 // 32
+    for (images, labels), (want_images, want_labels) in zip(batches, expected, strict=True):
+        assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
 
 
 def test_batch_hook_scales_to_unit_range_and_adds_a_channel(tiny_data):
