@@ -5,8 +5,12 @@ torchvision DataLoader, on the real MNIST training images, in one process (same 
 
 - step alone: forward + backward + Adam on a batch that is already a float tensor (the reference);
 - pipeline: DataLoader over the uint8 tensor + on_after_batch_transfer (scale + batched per-sample affine) + step;
-- naive: torchvision MNIST-style per-sample PIL RandomAffine + ToTensor in a DataLoader + step.
-Prints a table (median img/s over timed windows, overhead against the step alone) and one JSON line.
+- naive: torchvision MNIST-style per-sample PIL RandomAffine + ToTensor in a DataLoader + step;
+- stock torch step: step alone with torch's nn.Dropout and per-tensor Adam instead of the project's
+  Dropout and fused Adam.
+Prints a table and one JSON line: per input, the median img/s over timed windows and its overhead against the
+step alone (noisy on a shared machine), and the ms per batch spent getting the batch vs in the step, timed
+within the same steps ("input/step": the input pipeline's share, the steadier figure).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lightning_digits.data.datamodule import DigitsDataModule
+from lightning_digits.models.cnn import Dropout
 from lightning_digits.models.lit import LitDigits
 
 
@@ -55,20 +61,41 @@ def _step(model: LitDigits, optimizer: torch.optim.Optimizer, images: torch.Tens
     optimizer.step()
 
 
-def _measure(inputs: dict[str, Iterator], step: Callable, steps: int, batch_size: int, windows: int = 5) -> dict:
-    """Median images/s per input over `windows` rounds; the inputs take turns within each round, so that
-    a noisy neighbour or a warming cache hits them alike."""
-    for iterator in inputs.values():
+def _stock_torch_step(bf16: bool) -> Callable:
+    """The same network and step with torch's nn.Dropout and the default per-tensor Adam, as this project had
+    them before: the row shows what its own Dropout and the fused Adam buy."""
+    model = LitDigits(channels_last=bf16, scheduler="none")
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, Dropout):
+                setattr(parent, name, nn.Dropout(child.p))
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.hparams.lr)
+    return lambda images, labels: _step(model, optimizer, images, labels, bf16)
+
+
+def _measure(rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size: int, windows: int = 5) -> dict:
+    """Per row (batches and a step), the medians over `windows` rounds of: images/s end to end, and ms per batch
+    spent getting the batch vs in the step. The rows take turns within each round, so that a noisy neighbour or a
+    warming cache hits them alike; the input/step split is timed within the same steps, so it does not depend on
+    that luck."""
+    for iterator, step in rows.values():
         for _ in range(5):
             step(*next(iterator))
-    rates: dict[str, list[float]] = {name: [] for name in inputs}
+    samples: dict[str, dict[str, list[float]]] = {name: {"rate": [], "input_ms": [], "step_ms": []} for name in rows}
     for _ in range(windows):
-        for name, iterator in inputs.items():
-            start = time.perf_counter()
+        for name, (iterator, step) in rows.items():
+            input_seconds = step_seconds = 0.0
             for _ in range(steps):
-                step(*next(iterator))
-            rates[name].append(steps * batch_size / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
+                start = time.perf_counter()
+                batch = next(iterator)
+                ready = time.perf_counter()
+                step(*batch)
+                input_seconds += ready - start
+                step_seconds += time.perf_counter() - ready
+            samples[name]["rate"].append(steps * batch_size / (input_seconds + step_seconds))
+            samples[name]["input_ms"].append(1000 * input_seconds / steps)
+            samples[name]["step_ms"].append(1000 * step_seconds / steps)
+    return {name: {key: statistics.median(values) for key, values in row.items()} for name, row in samples.items()}
 
 
 def main() -> None:
@@ -81,8 +108,8 @@ def main() -> None:
     bf16 = not args.fp32
     data = DigitsDataModule(batch_size=args.batch_size, download=False)
     data.setup("fit")
-    model = LitDigits(channels_last=bf16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = LitDigits(channels_last=bf16, scheduler="none")
+    optimizer = model.configure_optimizers()  # the optimizer that training uses
     step = lambda images, labels: _step(model, optimizer, images, labels, bf16)  # noqa: E731
 
     def forever(loader: DataLoader, transfer: Callable | None = None) -> Iterator:
@@ -99,19 +126,23 @@ def main() -> None:
 
     data.trainer = _Training()  # type: ignore[assignment]
     naive = DataLoader(_PerSampleMnist(images, labels), batch_size=args.batch_size, shuffle=True)
-    inputs = {
-        "step alone": iter(lambda: fixed, None),
-        "pipeline": forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)),
-        "naive per-sample": forever(naive),
+    rows = {
+        "step alone": (iter(lambda: fixed, None), step),
+        "pipeline": (forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)), step),
+        "naive per-sample": (forever(naive), step),
+        "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(bf16)),
     }
-    results = _measure(inputs, step, args.steps, args.batch_size)
-    reference = results["step alone"]
-    print(f"{'input':18} {'img/s':>8} {'overhead vs step alone':>24}")
-    for name, rate in results.items():
-        print(f"{name:18} {rate:8.0f} {100 * (reference / rate - 1):23.1f}%")
+    results = _measure(rows, args.steps, args.batch_size)
+    reference = results["step alone"]["rate"]
+    print(f"{'row':18} {'img/s':>8} {'vs step alone':>14} {'input ms':>9} {'step ms':>8} {'input/step':>11}")
+    for name, r in results.items():
+        print(
+            f"{name:18} {r['rate']:8.0f} {100 * (reference / r['rate'] - 1):13.1f}% {r['input_ms']:9.2f} "
+            f"{r['step_ms']:8.1f} {100 * r['input_ms'] / r['step_ms']:10.1f}%"
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB, threads {torch.get_num_threads()}, bf16 {bf16}, batch {args.batch_size}")
-    print(json.dumps({"images_per_second": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
+    print(json.dumps({"inputs": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
 
 
 if __name__ == "__main__":
