@@ -82,9 +82,12 @@ class DigitsCLI(LightningCLI):
             load_checkpoint(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
-        """Check what Lightning would only find out later, with a traceback: the artifacts folder."""
+        """Check what Lightning would only find out later, with a traceback: the artifacts folder, and
+        validation turned off while something waits for its metrics."""
         config = self.config[self.subcommand]
         ensure_writable_dir(config.artifacts_dir, "--artifacts_dir")
+        if self.subcommand == "fit" and config.trainer.limit_val_batches == 0:
+            _check_nothing_watches_validation(config)
         for key in ("checkpoint", "final_checkpoint"):
             if config[key].dirpath is None:
                 config[key].dirpath = config.artifacts_dir
@@ -102,6 +105,22 @@ class DigitsCLI(LightningCLI):
         # Not a config option: it must write beside the last checkpoint for `--ckpt_path last` to find it.
         kwargs["callbacks"] = [*(config.trainer.callbacks or []), InterruptCheckpoint(config.checkpoint.dirpath)]
         return super().instantiate_trainer(**kwargs)
+
+
+def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace
+    watchers = [
+        f"--{name}.monitor {config[name].monitor}"
+        for name in ("early_stopping", "checkpoint")
+        if (config[name].monitor or "").startswith("val_")
+    ]
+    if config.model.scheduler == "plateau":
+        watchers.append("--model.scheduler plateau (it steps on val_loss)")
+    if watchers:
+        raise UserError(
+            f"--trainer.limit_val_batches 0 turns validation off, but {', '.join(watchers)} need its metrics; fix: "
+            "validate on part of the set (e.g. --trainer.limit_val_batches 0.2), or watch train_loss instead and "
+            "use --model.scheduler one_cycle or none"
+        )
 
 
 def run_lightning(argv: list[str] | None) -> None:

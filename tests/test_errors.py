@@ -124,6 +124,9 @@ CASES = [
     Case("negative learning rate", lambda t, a: _fit(t, a, _data(t), "--model.lr=-0.001"), "model.lr=-0.001"),
     Case("batch size 0", lambda t, a: _fit(t, a, _data(t), "--data.batch_size=0"), "data.batch_size must be at least"),
     Case("augmentation out of range", lambda t, a: _fit(t, a, _data(t), "--data.rotation=500"), "rotation must be in"),
+    Case("validation off while early stopping watches it",
+         lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0"),
+         "--trainer.limit_val_batches 0 turns validation off, but --early_stopping.monitor val_loss"),
     Case("artifacts folder cannot be written",
          lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)), "cannot write to"),
 ]  # fmt: skip
