@@ -1,7 +1,7 @@
 """Training throughput: the model step alone vs the project's input pipeline vs a naive per-sample
 torchvision DataLoader, on the real MNIST training images, in one process (same threads, same model).
 
-    LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--steps 60]
+    LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--fp32] [--profile]
 
 - step alone: forward + backward + Adam on a batch that is already a float tensor (the reference);
 - pipeline: DataLoader over the uint8 tensor + on_after_batch_transfer (scale + batched per-sample affine) + step;
@@ -73,7 +73,7 @@ def _stock_torch_step(bf16: bool) -> Callable:
     return lambda images, labels: _step(model, optimizer, images, labels, bf16)
 
 
-def _measure(rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size: int, windows: int = 5) -> dict:
+def _measure(rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size: int, windows: int) -> dict:
     """Per row (batches and a step), the medians over `windows` rounds of: images/s end to end, and ms per batch
     spent getting the batch vs in the step. The rows take turns within each round, so that a noisy neighbour or a
     warming cache hits them alike; the input/step split is timed within the same steps, so it does not depend on
@@ -101,8 +101,10 @@ def _measure(rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=9, help="timed windows per row (medians are reported)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast / channels_last")
+    parser.add_argument("--profile", action="store_true", help="also print torch's profile of 10 steps of each step")
     args = parser.parse_args()
     torch.manual_seed(0)
     bf16 = not args.fp32
@@ -132,7 +134,7 @@ def main() -> None:
         "naive per-sample": (forever(naive), step),
         "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(bf16)),
     }
-    results = _measure(rows, args.steps, args.batch_size)
+    results = _measure(rows, args.steps, args.batch_size, args.windows)
     reference = results["step alone"]["rate"]
     print(f"{'row':18} {'img/s':>8} {'vs step alone':>14} {'input ms':>9} {'step ms':>8} {'input/step':>11}")
     for name, r in results.items():
@@ -140,6 +142,13 @@ def main() -> None:
             f"{name:18} {r['rate']:8.0f} {100 * (reference / r['rate'] - 1):13.1f}% {r['input_ms']:9.2f} "
             f"{r['step_ms']:8.1f} {100 * r['input_ms'] / r['step_ms']:10.1f}%"
         )
+    if args.profile:
+        for name in ("step alone", "stock torch step"):
+            batches, step = rows[name]
+            with torch.profiler.profile() as profile:
+                for _ in range(10):
+                    step(*next(batches))
+            print(f"\n{name}, 10 steps:\n" + profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB, threads {torch.get_num_threads()}, bf16 {bf16}, batch {args.batch_size}")
     print(json.dumps({"inputs": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
