@@ -8,7 +8,7 @@ torchvision DataLoader, on the real MNIST training images, in one process (same 
 - naive: torchvision MNIST-style per-sample PIL RandomAffine + ToTensor in a DataLoader + step;
 - stock torch step: step alone with torch's nn.Dropout and per-tensor Adam instead of the project's
   Dropout and fused Adam.
-Prints a table and one JSON line: per input, the median img/s over timed windows and its overhead against the
+Prints a table and one JSON line: per row, the median img/s over timed windows and its overhead against the
 step alone (noisy on a shared machine), and the ms per batch spent getting the batch vs in the step, timed
 within the same steps ("input/step": the input pipeline's share, the steadier figure).
 """
@@ -144,14 +144,14 @@ def main() -> None:
         )
     if args.profile:
         for name in ("step alone", "stock torch step"):
-            batches, step = rows[name]
+            batches, profiled_step = rows[name]
             with torch.profiler.profile() as profile:
                 for _ in range(10):
-                    step(*next(batches))
+                    profiled_step(*next(batches))
             print(f"\n{name}, 10 steps:\n" + profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB, threads {torch.get_num_threads()}, bf16 {bf16}, batch {args.batch_size}")
-    print(json.dumps({"inputs": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
+    print(json.dumps({"rows": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
 
 
 if __name__ == "__main__":
