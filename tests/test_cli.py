@@ -6,7 +6,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from .conftest import TINY_MODEL, run_cli
+from .conftest import REPO, TINY_MODEL, run_cli
 
 
 def _metrics(artifacts) -> list[dict]:
@@ -35,6 +35,16 @@ def test_overrides_on_the_command_line_win():
     result = run_cli("fit", "--model.lr=0.01", "--data.batch_size=64", "--print_config")
     config = yaml.safe_load(result.stdout)
     assert config["model"]["lr"] == 0.01 and config["data"]["batch_size"] == 64
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_parses_and_sets_what_it_says(config):
+    result = run_cli("fit", f"--config={config}", "--print_config")
+    assert result.returncode == 0, result.stderr
+    printed, written = yaml.safe_load(result.stdout), yaml.safe_load(config.read_text())
+    for section, values in written.items():
+        for key, value in values.items() if isinstance(values, dict) else [(None, values)]:
+            assert (printed[section] if key is None else printed[section][key]) == value, (section, key)
 
 
 def test_fast_dev_run_on_tiny_data_is_quiet(tmp_path, tiny_data):
