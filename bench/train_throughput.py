@@ -2,6 +2,7 @@
 torchvision DataLoader, on the real MNIST training images, in one process (same threads, same model).
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--fp32] [--profile]
+        [--model-config configs/fast.yaml]
 
 - step alone: forward + backward + Adam on a batch that is already a float tensor (the reference);
 - pipeline: DataLoader over the uint8 tensor + on_after_batch_transfer (scale + batched per-sample affine) + step;
@@ -21,9 +22,11 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -61,10 +64,10 @@ def _step(model: LitDigits, optimizer: torch.optim.Optimizer, images: torch.Tens
     optimizer.step()
 
 
-def _stock_torch_step(bf16: bool) -> Callable:
+def _stock_torch_step(model_args: dict, bf16: bool) -> Callable:
     """The same network and step with torch's nn.Dropout and the default per-tensor Adam, as this project had
     them before: the row shows what its own Dropout and the fused Adam buy."""
-    model = LitDigits(channels_last=bf16, scheduler="none")
+    model = LitDigits(**model_args)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, Dropout):
@@ -105,12 +108,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast / channels_last")
     parser.add_argument("--profile", action="store_true", help="also print torch's profile of 10 steps of each step")
+    parser.add_argument(
+        "--model-config", type=Path, help="the network of this config's model section (e.g. configs/fast.yaml)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     bf16 = not args.fp32
     data = DigitsDataModule(batch_size=args.batch_size, download=False)
     data.setup("fit")
-    model = LitDigits(channels_last=bf16, scheduler="none")
+    written = yaml.safe_load(args.model_config.read_text()).get("model", {}) if args.model_config else {}
+    model_args = {**written, "channels_last": bf16, "scheduler": "none"}
+    model = LitDigits(**model_args)
     optimizer = model.configure_optimizers()  # the optimizer that training uses
     step = lambda images, labels: _step(model, optimizer, images, labels, bf16)  # noqa: E731
 
@@ -132,7 +140,7 @@ def main() -> None:
         "step alone": (iter(lambda: fixed, None), step),
         "pipeline": (forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)), step),
         "naive per-sample": (forever(naive), step),
-        "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(bf16)),
+        "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(model_args, bf16)),
     }
     results = _measure(rows, args.steps, args.batch_size, args.windows)
     reference = results["step alone"]["rate"]
@@ -145,10 +153,14 @@ def main() -> None:
     if args.profile:
         for name in ("step alone", "stock torch step"):
             batches, profiled_step = rows[name]
-            with torch.profiler.profile() as profile:
+            with torch.profiler.profile(record_shapes=True) as profile:
                 for _ in range(10):
                     profiled_step(*next(batches))
-            print(f"\n{name}, 10 steps:\n" + profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            for by_shape in (False, True):
+                table = profile.key_averages(group_by_input_shape=by_shape).table(
+                    sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=36, max_shapes_column_width=48
+                )
+                print(f"\n{name}, 10 steps, by operator{' and input shapes' if by_shape else ''}:\n{table}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB, threads {torch.get_num_threads()}, bf16 {bf16}, batch {args.batch_size}")
     print(json.dumps({"rows": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
