@@ -1,5 +1,6 @@
 """evaluate / export / grid / baselines, the ONNX model, and the onnxruntime-only predictor."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def test_evaluate_writes_every_artifact(trained):
     assert set(summary["baselines"]) == {"Logistic Regression", "Linear SVM", "Random Forest"}
     rows = (art / "baselines.csv").read_text().splitlines()
     assert rows[0].startswith("model,accuracy,fit_seconds") and len(rows) == 5  # header, CNN, three baselines
+    cnn_row = next(csv.DictReader(rows))
+    assert cnn_row["model"] == "CNN (this project)" and cnn_row["train_images"] == "250"  # 300 less 50 validation
     assert (art / "label_map.txt").read_text().splitlines()[3] == "3\t3"
     assert not list(art.glob(".*")), "temporary files left behind"
 

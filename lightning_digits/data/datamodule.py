@@ -134,6 +134,13 @@ def _batch_loader(dataset: TensorBatches, batch_size: int, **kwargs) -> DataLoad
     return DataLoader(dataset, batch_size=batch_size, collate_fn=_already_collated, **kwargs)
 
 
+def training_set_size(available: int, val_size: int, train_subset: int | None) -> int:
+    """How many images `fit` learns from: the training file less the validation split, cut to train_subset
+    (as setup() splits it). Reports state this beside the baselines, which learn from the whole file."""
+    remaining = available - val_size
+    return remaining if train_subset is None else min(remaining, train_subset)
+
+
 class DigitsDataModule(pl.LightningDataModule):
     """MNIST (or Fashion-MNIST) from IDX files: 55k/5k seeded train/val split, the official 10k test set,
     and predict on the test set or on user images (`predict_path`)."""

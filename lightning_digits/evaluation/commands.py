@@ -22,7 +22,7 @@ import yaml
 
 from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
-from lightning_digits.data.datamodule import DATASETS, load_split
+from lightning_digits.data.datamodule import DATASETS, load_split, training_set_size
 from lightning_digits.errors import UserError
 from lightning_digits.evaluation import plots, report
 from lightning_digits.evaluation.baselines import run_baselines
@@ -148,6 +148,14 @@ def _environment() -> dict:
     }
 
 
+def _cnn_training_images(data_hparams: dict, available: int) -> int | float:
+    """The CNN's row in the baselines table: how many images its fit learned from (NaN where the run's data
+    settings are not on record)."""
+    if "val_size" not in data_hparams:
+        return float("nan")
+    return training_set_size(available, data_hparams["val_size"], data_hparams.get("train_subset"))
+
+
 def _write_baselines(rows: list[dict], cnn: dict | None, out: Path) -> None:
     table = ([cnn] if cnn else []) + rows
     buffer = io.StringIO()
@@ -234,21 +242,16 @@ def evaluate(
 
     if baselines:
         _say(f"[5/{steps}] baselines")
+        train = _split(loaded, data_dir, "train")
         cnn = {
             "model": "CNN (this project)",
             "accuracy": results.accuracy,
             "fit_seconds": training.get("training_wall_seconds", float("nan")),
             "predict_seconds": test_seconds,
-            "train_images": 55_000,
+            "train_images": _cnn_training_images(loaded.data_hparams, len(train[1])),
             "settings": json.dumps({k: v for k, v in loaded.model_hparams.items() if not k.startswith("_")}),
         }
-        rows = run_baselines(
-            _split(loaded, data_dir, "train"),
-            (images, labels),
-            baseline_subset,
-            seed,
-            _say,
-        )
+        rows = run_baselines(train, (images, labels), baseline_subset, seed, _say)
         _write_baselines(rows, cnn, out)
         summary["baselines"] = {r["model"]: {"accuracy": r["accuracy"], "fit_seconds": r["fit_seconds"]} for r in rows}
 
@@ -314,9 +317,8 @@ def baselines(
         raise UserError(f"dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
     out = Path(artifacts_dir)
     ensure_writable_dir(out, "--artifacts_dir")
-    rows = run_baselines(
-        load_split(dataset, data_dir, "train"), load_split(dataset, data_dir, "test"), subset, seed, _say
-    )
+    train = load_split(dataset, data_dir, "train")
+    rows = run_baselines(train, load_split(dataset, data_dir, "test"), subset, seed, _say)
     cnn = None
     if (out / "summary.json").is_file():
         summary = json.loads((out / "summary.json").read_text())
@@ -325,7 +327,7 @@ def baselines(
             "accuracy": summary["test_accuracy"],
             "fit_seconds": summary.get("training_wall_seconds", float("nan")),
             "predict_seconds": float("nan"),
-            "train_images": 55_000,
+            "train_images": _cnn_training_images((summary.get("config") or {}).get("data") or {}, len(train[1])),
             "settings": "see summary.json",
         }
     _write_baselines(rows, cnn, out)
