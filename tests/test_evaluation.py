@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lightning_digits import export as export_module
-from lightning_digits.evaluation import report
+from lightning_digits.evaluation import commands, report
 from lightning_digits.export import ExportCheckFailed, export_onnx
 from lightning_digits.models.cnn import DigitsCNN
 
@@ -171,3 +171,23 @@ def test_int8_model_that_loses_accuracy_is_refused(tmp_path, monkeypatch):
     labels = np.arange(50) % 10
     with pytest.raises(ExportCheckFailed, match="int8 model loses"):
         export_module.check_int8_accuracy(tmp_path / "m.onnx", tmp_path / "q.onnx", images, labels)
+
+
+def _fit_log(folder, ckpt_path, epochs, header="epoch,step,train_loss,train_acc,val_loss,val_acc"):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"ckpt_path: {ckpt_path}\n")
+    rows = [f"{e},{e},{1 / (e + 1)},0.{e},{1 / (e + 2)},0.{e}" for e in epochs] if "train_loss" in header else []
+    (folder / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
+def test_curves_of_a_resumed_run_include_the_epochs_before_the_resume(tmp_path):
+    logs = tmp_path / "logs"
+    _fit_log(logs / "version_0", "null", [0, 1, 2])  # an older run, started fresh
+    _fit_log(logs / "version_1", "null", [0, 1])  # the run evaluated: fresh, then resumed twice
+    _fit_log(logs / "version_2", "last", [2])
+    _fit_log(logs / "version_3", "null", [], header="epoch,step,test_loss,test_acc")  # a test run, not a fit
+    _fit_log(logs / "version_4", "/somewhere/digits_cnn_final.ckpt", [3, 4])
+    chain = commands.find_training_logs(tmp_path)
+    assert [p.name for p in chain] == ["version_1", "version_2", "version_4"]
+    assert sorted(commands._epoch_curves(chain)["val_acc"]) == [1, 2, 3, 4, 5]
+    assert commands.find_training_logs(tmp_path / "nothing") == []

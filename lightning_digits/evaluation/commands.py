@@ -80,8 +80,10 @@ def _mistakes(loaded: LoadedCheckpoint, results: report.TestResults, images: np.
     plots.plot_image_grid(images[wrong], captions, [False] * len(wrong), title, out / "misclassifications.png", 6)
 
 
-def find_training_log(artifacts_dir: Path) -> Path | None:
-    """The newest `fit` run's CSV log folder: `test` and `predict` runs log there too, but no training metrics."""
+def find_training_logs(artifacts_dir: Path) -> list[Path]:
+    """The newest `fit` run's CSV log folders, oldest first: that run's and, when it resumed from a checkpoint
+    (`--ckpt_path`), those of the fit runs before it back to one that started fresh, since a resumed run logs
+    only the epochs it trained. `test` and `predict` runs log here too, but no training metrics."""
 
     def is_fit_run(folder: Path) -> bool:
         metrics = folder / "metrics.csv"
@@ -90,22 +92,33 @@ def find_training_log(artifacts_dir: Path) -> Path | None:
         with open(metrics) as f:
             return "train_loss" in f.readline().split(",")
 
-    runs = [p for p in artifacts_dir.glob("logs/version_*") if is_fit_run(p)]
-    return max(runs, key=lambda p: int(p.name.removeprefix("version_")), default=None)
+    runs = sorted(
+        (p for p in artifacts_dir.glob("logs/version_*") if is_fit_run(p)),
+        key=lambda p: int(p.name.removeprefix("version_")),
+    )
+    chain: list[Path] = []
+    for run in reversed(runs):
+        chain.insert(0, run)
+        if (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("ckpt_path") is None:
+            break
+    return chain
 
 
-def _epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
+def _epoch_curves(log_dirs: list[Path]) -> dict[str, dict[int, float]]:
+    """Per metric, epoch (from 1) -> value; a later run's figure for an epoch replaces an earlier one's (a run
+    resumed from the final checkpoint repeats no epoch, one resumed from an older checkpoint does)."""
     curves: dict[str, dict[int, float]] = {}
-    with open(metrics_csv) as f:
-        for row in csv.DictReader(f):
-            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-                if row.get(key):
-                    curves.setdefault(key, {})[int(row["epoch"]) + 1] = float(row[key])
+    for log_dir in log_dirs:
+        with open(log_dir / "metrics.csv") as f:
+            for row in csv.DictReader(f):
+                for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                    if row.get(key):
+                        curves.setdefault(key, {})[int(row["epoch"]) + 1] = float(row[key])
     return curves
 
 
-def _plot_curves(log_dir: Path, out: Path) -> None:
-    curves = _epoch_curves(log_dir / "metrics.csv")
+def _plot_curves(log_dirs: list[Path], out: Path) -> None:
+    curves = _epoch_curves(log_dirs)
     for metric, train_key, val_key, name in (
         ("accuracy", "train_acc", "val_acc", "acc_curve.png"),
         ("loss", "train_loss", "val_loss", "loss_curve.png"),
@@ -219,13 +232,13 @@ def evaluate(
     _say(f"[3/{steps}] misclassifications, inference grid, curves")
     _mistakes(loaded, results, images, mistakes, out)
     _grid(loaded, results, images, samples, seed, out)
-    log_dir = find_training_log(out)
-    if log_dir is None:
-        _say(f"        no fit log under {out / 'logs'}: accuracy and loss curves skipped")
+    log_dirs = find_training_logs(out)
+    if log_dirs:
+        _plot_curves(log_dirs, out)
     else:
-        _plot_curves(log_dir, out)
+        _say(f"        no fit log under {out / 'logs'}: accuracy and loss curves skipped")
 
-    training = _training_record(out, loaded, log_dir)
+    training = _training_record(out, loaded, log_dirs[-1] if log_dirs else None)
     summary = {
         "dataset": loaded.dataset,
         "checkpoint": str(checkpoint),
