@@ -4,13 +4,14 @@
 
 On a 2-core machine expect no speed-up: each process gets one core and gradients are all-reduced every
 step. The point of DDP on CPU here is correctness (tests/test_ddp.py); the speed is for GPUs.
-Prints a table and one JSON line.
+Runs each `--rounds` times, taking turns; prints each run, the medians and one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,15 +35,20 @@ def fit_seconds(processes: int, images: int, folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=10_000, help="training images in the epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each, taking turns (medians are reported)")
     args = parser.parse_args()
-    results = {}
-    print(f"{'processes':>9} {'samples/s':>10} {'vs 1':>6}")
-    for processes in (1, 2):
-        with tempfile.TemporaryDirectory() as tmp:
-            seconds = fit_seconds(processes, args.images, Path(tmp))
-        results[processes] = args.images / seconds
-        print(f"{processes:9} {results[processes]:10.0f} {results[processes] / results[1]:5.2f}x", flush=True)
-    print(json.dumps({"samples_per_second": results, "images": args.images}))
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    print(f"{'round':>5} {'processes':>9} {'samples/s':>10}")
+    for round_index in range(args.rounds):  # taking turns, so that a noisy minute hits both alike
+        for processes in rates:
+            with tempfile.TemporaryDirectory() as tmp:
+                rates[processes].append(args.images / fit_seconds(processes, args.images, Path(tmp)))
+            print(f"{round_index:5} {processes:9} {rates[processes][-1]:10.0f}", flush=True)
+    medians = {processes: statistics.median(values) for processes, values in rates.items()}
+    print(
+        f"median: 1 process {medians[1]:.0f} samples/s, 2 processes {medians[2]:.0f} ({medians[2] / medians[1]:.2f}x)"
+    )
+    print(json.dumps({"samples_per_second": medians, "runs": rates, "images": args.images}))
 
 
 if __name__ == "__main__":
