@@ -135,8 +135,9 @@ def _batch_loader(dataset: TensorBatches, batch_size: int, **kwargs) -> DataLoad
 
 
 def training_set_size(available: int, val_size: int, train_subset: int | None) -> int:
-    """How many images `fit` learns from: the training file less the validation split, cut to train_subset
-    (as setup() splits it). Reports state this beside the baselines, which learn from the whole file."""
+    """How many images `fit` learns from: the training file less the validation split, cut to train_subset.
+    One rule for setup() and for the reports, which state it beside the baselines (they learn from the whole
+    file)."""
     remaining = available - val_size
     return remaining if train_subset is None else min(remaining, train_subset)
 
@@ -189,9 +190,8 @@ class DigitsDataModule(pl.LightningDataModule):
             if val_size >= len(images):
                 raise UserError(f"data.val_size is {val_size} but the training file has only {len(images)} images")
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-            train_idx, val_idx = order[val_size:], order[:val_size]
-            if self.hparams.train_subset is not None:
-                train_idx = train_idx[: self.hparams.train_subset]
+            train_size = training_set_size(len(images), val_size, self.hparams.train_subset)
+            train_idx, val_idx = order[val_size : val_size + train_size], order[:val_size]
             self.train_set = TensorBatches(images[train_idx], labels[train_idx])
             self.val_set = TensorBatches(images[val_idx], labels[val_idx])
         if stage == "test" or (stage == "predict" and self.hparams.predict_path is None):
