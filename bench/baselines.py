@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from lightning_digits.data.datamodule import load_split
+from lightning_digits.data.sources import load_split
 from lightning_digits.evaluation.baselines import BASELINES, flatten
 
 DEFAULTS = {

@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from lightning_digits import artifacts
+from lightning_digits.checkpoints import load_checkpoint
 
 
 def fit_seconds(processes: int, images: int, folder: Path) -> float:
@@ -28,8 +29,7 @@ def fit_seconds(processes: int, images: int, folder: Path) -> float:
         "--trainer.limit_val_batches=1",  # one validation batch: early stopping needs val_loss
     ]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, text=True)
-    state = torch.load(folder / "digits_cnn_final.ckpt", map_location="cpu", weights_only=True)
-    return float(state["callbacks"]["Timer"]["time_elapsed"]["train"])
+    return load_checkpoint(folder / artifacts.FINAL_CHECKPOINT).training_seconds
 
 
 def main() -> None:

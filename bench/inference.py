@@ -21,9 +21,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from lightning_digits import artifacts
 from lightning_digits.checkpoints import load_checkpoint
-from lightning_digits.data.datamodule import load_split
-from lightning_digits.evaluation.report import as_model_input
+from lightning_digits.data.augment import as_model_input
+from lightning_digits.data.sources import load_split
 from lightning_digits.export import quantize_int8
 
 
@@ -48,14 +49,14 @@ def accuracy(run, images: np.ndarray, labels: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default="artifacts_digits/digits_cnn.ckpt")
-    parser.add_argument("--onnx", default="artifacts_digits/digits_cnn.onnx")
+    parser.add_argument("--checkpoint", default=f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}")
+    parser.add_argument("--onnx", default=f"{artifacts.DEFAULT_DIR}/{artifacts.ONNX_MODEL}")
     args = parser.parse_args()
     net = load_checkpoint(args.checkpoint).net.eval()
     images_u8, labels = load_split("mnist", None, "test")
-    images = as_model_input(images_u8).numpy()
+    images = as_model_input(torch.from_numpy(images_u8)).numpy()
     train_u8, _ = load_split("mnist", None, "train")
-    calibration = as_model_input(train_u8[:1000]).numpy()
+    calibration = as_model_input(torch.from_numpy(train_u8[:1000])).numpy()
 
     def eager(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

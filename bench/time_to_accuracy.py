@@ -18,25 +18,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from lightning_digits import artifacts
+from lightning_digits.checkpoints import load_checkpoint
 
 
 def run(config: list[str], seed: int, folder: Path, extra: list[str]) -> dict:
     common = [*config, f"--artifacts_dir={folder}", f"--seed_everything={seed}", "--progress_bar.refresh_rate=0"]
     fit = [sys.executable, "-m", "lightning_digits", "fit", *common, *extra]
     subprocess.run(fit, check=True, capture_output=True, text=True)
-    final = folder / "digits_cnn_final.ckpt"
+    final = folder / artifacts.FINAL_CHECKPOINT
     test = [sys.executable, "-m", "lightning_digits", "test", *common, f"--ckpt_path={final}"]
     subprocess.run(test, check=True, capture_output=True, text=True)
     latest = max(folder.glob("logs/version_*"), key=lambda p: int(p.name.removeprefix("version_")))
     [row] = [r for r in csv.DictReader(open(latest / "metrics.csv")) if r.get("test_acc")]
-    state = torch.load(final, map_location="cpu", weights_only=True)
-    return {
-        "seed": seed,
-        "test_accuracy": float(row["test_acc"]),
-        "fit_seconds": float(state["callbacks"]["Timer"]["time_elapsed"]["train"]),
-        "epochs": state["epoch"] + 1,
-    }
+    run = load_checkpoint(final)
+    return {"seed": seed, "test_accuracy": float(row["test_acc"]), "fit_seconds": run.training_seconds,
+            "epochs": run.epoch + 1}  # fmt: skip
 
 
 def main() -> None:

@@ -10,11 +10,10 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
 from lightning_digits.errors import UserError
 from lightning_digits.predictions import predictions_csv
-
-FINAL_NAME = "digits_cnn_final"
 
 
 class DigitsCheckpoint(ModelCheckpoint):
@@ -25,12 +24,12 @@ class DigitsCheckpoint(ModelCheckpoint):
     metric, so it cannot serve as the "lose at most one epoch" checkpoint.)
     """
 
-    CHECKPOINT_NAME_LAST = FINAL_NAME
+    CHECKPOINT_NAME_LAST = artifacts.FINAL_STEM
 
     def __init__(self, dirpath: str | None = None, monitor: str = "val_loss", mode: str = "min") -> None:
         super().__init__(
             dirpath=dirpath,
-            filename="digits_cnn",
+            filename=artifacts.BEST_STEM,
             monitor=monitor,
             mode=mode,
             save_top_k=1,
@@ -43,12 +42,12 @@ class FinalCheckpoint(ModelCheckpoint):
     """The latest state as `digits_cnn_final.ckpt`, rewritten after every epoch (and every N training steps
     when asked), so a crash loses at most that much work and `--ckpt_path last` resumes from it."""
 
-    CHECKPOINT_NAME_LAST = FINAL_NAME
+    CHECKPOINT_NAME_LAST = artifacts.FINAL_STEM
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int | None = None) -> None:
         super().__init__(
             dirpath=dirpath,
-            filename=FINAL_NAME,
+            filename=artifacts.FINAL_STEM,
             monitor=None,
             save_top_k=1,
             every_n_train_steps=every_n_train_steps,
@@ -64,7 +63,7 @@ class InterruptCheckpoint(Callback):
     would delete the final checkpoint here.)"""
 
     def __init__(self, dirpath: str) -> None:
-        self.path = Path(dirpath) / f"{FINAL_NAME}.ckpt"
+        self.path = Path(dirpath) / artifacts.FINAL_CHECKPOINT
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0 and not isinstance(exception, UserError):
@@ -106,4 +105,4 @@ class PredictionWriter(BasePredictionWriter):
         )
 
     def path(self, trainer: pl.Trainer) -> Path:
-        return Path(self.output_file or Path(trainer.default_root_dir) / "predictions.csv")
+        return Path(self.output_file or Path(trainer.default_root_dir) / artifacts.PREDICTIONS)

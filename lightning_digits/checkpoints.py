@@ -6,7 +6,6 @@ on load. The network is rebuilt from the hyperparameters stored in the checkpoin
 
 from __future__ import annotations
 
-import inspect
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 
 from lightning_digits.errors import UserError
-from lightning_digits.models.cnn import DigitsCNN
+from lightning_digits.models.cnn import Architecture, DigitsCNN
 
 
 @dataclass
@@ -30,11 +29,19 @@ class LoadedCheckpoint:
     def dataset(self) -> str:
         return self.data_hparams.get("dataset", "mnist")
 
+    @property
+    def training_seconds(self) -> float | None:
+        """Wall time of the fit loop up to this checkpoint (validation included), from the Timer callback's
+        state; None for a checkpoint saved without it."""
+        elapsed = self.callbacks.get("Timer", {}).get("time_elapsed", {})
+        return float(elapsed["train"]) if "train" in elapsed else None
 
-def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
+
+def load_checkpoint(path: Path | str, flag: str = "--checkpoint") -> LoadedCheckpoint:
+    """`flag`: the option the user gave the path with, named in the error when there is no such file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; train first (`lightning-digits fit`) or pass --checkpoint")
+        raise UserError(f"checkpoint {path} does not exist; train first (`lightning-digits fit`) or pass {flag}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -49,8 +56,10 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(state, dict) or "net.mean" not in state:
         raise UserError(f"{path} is not a lightning-digits checkpoint (no DigitsCNN weights in it)")
-    arch = {k: hparams[k] for k in inspect.signature(DigitsCNN).parameters if k in hparams}
-    net = DigitsCNN(**arch)
+    try:
+        net = DigitsCNN(Architecture.from_hparams(hparams))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: its hyperparameters do not describe a network ({exc})") from exc
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     try:
         net.load_state_dict(weights)

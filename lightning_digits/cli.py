@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 # Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
@@ -23,21 +22,22 @@ from lightning.pytorch.callbacks import (  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
+from lightning_digits import artifacts, presets  # noqa: E402
 from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
 from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, InterruptCheckpoint, PredictionWriter  # noqa: E402
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.demo import demo  # noqa: E402
-from lightning_digits.errors import UserError  # noqa: E402
+from lightning_digits.errors import UserError, show_notices_on_stderr  # noqa: E402
 from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "demo": demo}  # no Trainer needed: plain functions, dispatched first
 DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
 
-Training and inference: fit, validate, test, predict (Lightning's CLI; configs/mnist.yaml applies by default).
+Training and inference: fit, validate, test, predict (Lightning's CLI; the mnist preset applies by default,
+and `-c NAME` layers a shipped preset (fast, fashion, ddp) or `-c path/to.yaml` a file of your own).
 Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid).
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
 Run `lightning-digits SUBCOMMAND --help` for the options of each."""
@@ -59,7 +59,7 @@ def _quiet_expected_warnings() -> None:
 class DigitsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--artifacts_dir", default="artifacts_digits", help="Where checkpoints, logs and reports go."
+            "--artifacts_dir", default=artifacts.DEFAULT_DIR, help="Where checkpoints, logs and reports go."
         )
         parser.add_lightning_class_args(DigitsCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
@@ -79,7 +79,7 @@ class DigitsCLI(LightningCLI):
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
             # Lightning reads the file next, with a traceback when it is no good: a safe load and one line first.
-            load_checkpoint(ckpt_path)
+            load_checkpoint(ckpt_path, flag="--ckpt_path")
 
     def before_instantiate_classes(self) -> None:
         """Check what Lightning would only find out later, with a traceback: the artifacts folder, and
@@ -99,8 +99,8 @@ class DigitsCLI(LightningCLI):
         if config.trainer.logger in (None, True):
             # CSV always (evaluate draws the curves from it), TensorBoard for live inspection.
             kwargs["logger"] = [
-                CSVLogger(config.artifacts_dir, name="logs"),
-                TensorBoardLogger(config.artifacts_dir, name="tensorboard"),
+                CSVLogger(config.artifacts_dir, name=artifacts.LOGS),
+                TensorBoardLogger(config.artifacts_dir, name=artifacts.TENSORBOARD),
             ]
         # Not a config option: it must write beside the last checkpoint for `--ckpt_path last` to find it.
         kwargs["callbacks"] = [*(config.trainer.callbacks or []), InterruptCheckpoint(config.checkpoint.dirpath)]
@@ -124,7 +124,7 @@ def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsona
 
 
 def run_lightning(argv: list[str] | None) -> None:
-    default_configs = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
+    default_configs = [str(presets.default_config())]
     DigitsCLI(
         LitDigits,
         DigitsDataModule,
@@ -149,10 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     raw = sys.argv[1:] if argv is None else argv
     debug = "--debug" in raw or os.environ.get("LIGHTNING_DIGITS_DEBUG", "") not in ("", "0")
     args = [arg for arg in raw if arg != "--debug"]
-    if argv is None:
-        sys.argv[1:] = args  # Lightning reads sys.argv itself when given args=None
     _quiet_expected_warnings()
+    show_notices_on_stderr()
     try:
+        args = presets.expand_config_args(args)
+        if argv is None:
+            # Lightning reads sys.argv itself when given args=None, and DDP's launcher re-runs it for each rank.
+            sys.argv[1:] = args
         if args and args[0] in PLAIN_COMMANDS:
             auto_cli(PLAIN_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}", exit_on_error=False)
         else:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import onnx
 
+from lightning_digits import artifacts
 from lightning_digits.errors import UserError
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-MODEL_NAME = "digits_cnn.onnx"
+# In the package (a link to the repo's web/ in a checkout), so that a wheel serves the same files.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+ORT_WEB_DIR = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("application/wasm", ".wasm")
 
@@ -33,7 +35,7 @@ class _Handler(SimpleHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/model/metadata.json":
             self._send(self.metadata, "application/json")
-        elif path == f"/model/{MODEL_NAME}":
+        elif path == f"/model/{artifacts.ONNX_MODEL}":
             self._send(self.model.read_bytes(), "application/octet-stream")
         else:
             super().do_GET()
@@ -50,11 +52,14 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 def make_server(artifacts_dir: str, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    model = Path(artifacts_dir) / MODEL_NAME
+    model = Path(artifacts_dir) / artifacts.ONNX_MODEL
     if not model.is_file():
         raise UserError(f"{model} does not exist; run `lightning-digits export` (or `evaluate`) first")
-    if not (WEB_DIR / "node_modules" / "onnxruntime-web" / "dist").is_dir():
-        raise UserError(f"onnxruntime-web is not installed in {WEB_DIR}; run `npm ci --prefix web` (or `make setup`)")
+    if not (ORT_WEB_DIR / "ort.wasm.min.js").is_file():
+        raise UserError(
+            f"the page's onnxruntime-web files are missing from {ORT_WEB_DIR}; in a checkout run `npm ci --prefix "
+            "web` (or `make setup`); a wheel carries them only when it was built after that"
+        )
     try:
         metadata = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
@@ -66,7 +71,7 @@ def make_server(artifacts_dir: str, host: str = "127.0.0.1", port: int = 8000) -
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from exc
 
 
-def demo(artifacts_dir: str = "artifacts_digits", host: str = "127.0.0.1", port: int = 8000) -> None:
+def demo(artifacts_dir: str = artifacts.DEFAULT_DIR, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the draw-a-digit page and the exported ONNX model; open the printed address in a browser.
 
     Args:

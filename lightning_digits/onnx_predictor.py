@@ -17,19 +17,24 @@ import numpy as np
 import onnxruntime as ort
 
 from lightning_digits.data.images import find_images, load_digit
-from lightning_digits.errors import UserError
+from lightning_digits.errors import UserError, show_notices_on_stderr
 from lightning_digits.predictions import predictions_csv
 
 
 class OnnxDigits:
-    def __init__(self, model_path: Path | str) -> None:
+    def __init__(self, model_path: Path | str, threads: int = 0) -> None:
+        """`threads`: onnxruntime's intra-op threads (0: its default, one per core)."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile types
             first_line = str(exc).strip().splitlines()[0]
             raise UserError(f"{model_path}: not a loadable ONNX model ({first_line}); export it again") from exc
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.class_names: list[str] = json.loads(metadata.get("class_names", json.dumps([str(d) for d in range(10)])))
+        self.metadata: dict[str, str] = self.session.get_modelmeta().custom_metadata_map
+        self.class_names: list[str] = json.loads(
+            self.metadata.get("class_names", json.dumps([str(d) for d in range(10)]))
+        )
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 [N, 28, 28] or [N, 1, 28, 28] in [0, 1] -> probabilities [N, classes]."""
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="the .onnx file written by `lightning-digits export`")
     parser.add_argument("images", nargs="+", help="image files, folders or globs")
     args = parser.parse_args(argv)
+    show_notices_on_stderr()
     try:
         model = OnnxDigits(args.model)
         paths = [path for spec in args.images for path in find_images(spec)]

@@ -13,9 +13,12 @@ import torch
 from PIL import Image
 
 from lightning_digits import export as export_module
-from lightning_digits.evaluation import commands, report
+from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.data.augment import as_model_input
+from lightning_digits.data.idx import read_idx
+from lightning_digits.evaluation import report, training_logs
 from lightning_digits.export import ExportCheckFailed, export_onnx
-from lightning_digits.models.cnn import DigitsCNN
+from lightning_digits.models.cnn import Architecture, DigitsCNN
 
 from .conftest import TINY_MODEL, run_cli, synthetic_digits, write_dataset
 
@@ -50,8 +53,18 @@ def test_evaluate_writes_every_artifact(trained):
             with Image.open(path) as image:
                 image.verify()
     summary = json.loads((art / "summary.json").read_text())
-    assert summary["test_images"] == 100 and summary["epochs_run"] == 2
-    assert 0 <= summary["test_accuracy"] <= 1 and summary["training_wall_seconds"] > 0
+    assert summary["test_images"] == 100 and summary["epochs_run"] == 2 and summary["training_wall_seconds"] > 0
+    # The figures must be those of the checkpoint on the test file, computed here without the report code.
+    net = load_checkpoint(art / "digits_cnn.ckpt").net
+    images = torch.from_numpy(read_idx(data / "t10k-images-idx3-ubyte.gz", 3).astype(np.float32) / 255)
+    labels = torch.from_numpy(read_idx(data / "t10k-labels-idx1-ubyte.gz", 1).astype(np.int64))
+    with torch.no_grad():
+        logits = net(images.unsqueeze(1))
+    right = int((logits.argmax(1) == labels).sum())
+    assert summary["test_accuracy"] == right / 100 and summary["misclassified"] == 100 - right
+    assert summary["test_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    text = (art / "summary.txt").read_text().splitlines()
+    assert len(text) <= 8 and text[0].startswith(f"test accuracy {right / 100:.4f}"), text
     assert summary["config"]["trainer"]["max_epochs"] == 2 and summary["onnx"]["max_logit_difference"] <= 1e-4
     assert set(summary["baselines"]) == {"Logistic Regression", "Linear SVM", "Random Forest"}
     rows = (art / "baselines.csv").read_text().splitlines()
@@ -93,12 +106,12 @@ def test_confusion_and_report_agree_with_hand_counts():
 
 def _images(n: int) -> np.ndarray:
     images, _ = synthetic_digits(n, seed=4)
-    return report.as_model_input(images).numpy()
+    return as_model_input(torch.from_numpy(images)).numpy()
 
 
 def test_onnx_is_self_contained_dynamic_and_matches_torch(tmp_path):
     torch.manual_seed(0)
-    net = DigitsCNN(channels=(8, 16), hidden=32).eval()
+    net = DigitsCNN(Architecture(channels=(8, 16), hidden=32)).eval()
     parity = export_onnx(net, tmp_path / "m.onnx", [str(d) for d in range(10)], _images(50))
     assert parity.max_logit_difference <= 1e-4 and parity.batch_sizes == (1, 7, 50)
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"], "no external-data side file"
@@ -119,12 +132,12 @@ def test_failed_parity_check_keeps_the_previous_file(tmp_path, monkeypatch):
     target.write_bytes(b"previous")
     monkeypatch.setattr(export_module, "MAX_LOGIT_DIFFERENCE", -1.0)
     with pytest.raises(ExportCheckFailed, match="max \\|logit difference\\|"):
-        export_onnx(DigitsCNN(channels=(8,), hidden=0), target, [str(d) for d in range(10)], _images(8))
+        export_onnx(DigitsCNN(Architecture(channels=(8,), hidden=0)), target, [str(d) for d in range(10)], _images(8))
     assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
 def test_onnx_predictor_runs_without_torch(tmp_path):
-    export_onnx(DigitsCNN(channels=(8, 16), hidden=32), tmp_path / "m.onnx", [str(d) for d in range(10)], _images(8))
+    export_onnx(DigitsCNN(Architecture(channels=(8, 16), hidden=32)), tmp_path / "m.onnx", [str(d) for d in range(10)], _images(8))
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "torch.py").write_text("raise ImportError('torch is not available here')\n")
@@ -163,7 +176,7 @@ def test_int8_export_is_checked_on_the_whole_test_set(trained):
 def test_int8_model_that_loses_accuracy_is_refused(tmp_path, monkeypatch):
     from lightning_digits import export as export_module
 
-    net = DigitsCNN(channels=(8, 16), hidden=32).eval()
+    net = DigitsCNN(Architecture(channels=(8, 16), hidden=32)).eval()
     images = _images(50)
     export_onnx(net, tmp_path / "m.onnx", [str(d) for d in range(10)], images)
     export_module.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", images)
@@ -187,7 +200,9 @@ def test_curves_of_a_resumed_run_include_the_epochs_before_the_resume(tmp_path):
     _fit_log(logs / "version_2", "last", [2])
     _fit_log(logs / "version_3", "null", [], header="epoch,step,test_loss,test_acc")  # a test run, not a fit
     _fit_log(logs / "version_4", "/somewhere/digits_cnn_final.ckpt", [3, 4])
-    chain = commands.find_training_logs(tmp_path)
+    chain = training_logs.find_training_logs(tmp_path)
     assert [p.name for p in chain] == ["version_1", "version_2", "version_4"]
-    assert sorted(commands._epoch_curves(chain)["val_acc"]) == [1, 2, 3, 4, 5]
-    assert commands.find_training_logs(tmp_path / "nothing") == []
+    [accuracy, loss] = training_logs.training_curves(chain)
+    assert accuracy.metric == "accuracy" and accuracy.epochs == loss.epochs == [1, 2, 3, 4, 5]
+    assert loss.val == [1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6]  # epoch 3 (index 2) from version_2, none repeated
+    assert training_logs.find_training_logs(tmp_path / "nothing") == []

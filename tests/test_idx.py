@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from lightning_digits.data.datamodule import DATASETS, find_split, resolve_data_dir
 from lightning_digits.data.idx import read_idx, read_images_and_labels, write_idx
+from lightning_digits.data.sources import DATASETS, find_split, resolve_data_dir
 from lightning_digits.errors import UserError
 
 from .conftest import synthetic_digits, write_dataset

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lightning_digits.errors import UserError
-from lightning_digits.models.cnn import DigitsCNN, Dropout
+from lightning_digits.models.cnn import Architecture, DigitsCNN, Dropout
 from lightning_digits.models.lit import LitDigits
 
 
@@ -12,7 +12,7 @@ def test_default_network_has_the_originals_size():
 
 @pytest.mark.parametrize("kwargs", [{}, {"channels": (16, 32, 64), "hidden": 0, "global_pool": True}])
 def test_logits_shape(kwargs):
-    net = DigitsCNN(**kwargs).eval()
+    net = DigitsCNN(Architecture(**kwargs)).eval()
     assert net(torch.rand(5, 1, 28, 28)).shape == (5, 10)
 
 

@@ -1,7 +1,8 @@
-"""Per-sample random affine augmentation of a whole batch in one affine_grid + grid_sample call.
+"""Batch transforms on tensors, on whatever device the batch is on: stored images -> the model's input, and
+per-sample random affine augmentation of a whole batch in one affine_grid + grid_sample call.
 
 torchvision's v2 transforms draw one set of parameters per call, i.e. per batch; here every image gets
-its own rotation, shift and scale, on whatever device the batch is on. Knows nothing of files.
+its own rotation, shift and scale. Knows nothing of files.
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] as stored (or float already in [0, 1]) -> float [N, 1, 28, 28] in [0, 1], the
+    model's input contract."""
+    if images.dtype == torch.uint8:
+        images = images.float().div_(255)
+    return images.unsqueeze(1) if images.ndim == 3 else images
 
 
 @dataclass(frozen=True)

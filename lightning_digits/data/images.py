@@ -9,8 +9,10 @@ Uses numpy and Pillow only (no torch), so the onnxruntime-only predictor can sha
 from __future__ import annotations
 
 import glob
-import warnings
+import io
+import logging
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,10 +25,11 @@ MAX_PIXELS = 40_000_000
 # MNIST's centre of mass sits at pixel (14, 14) on average (measured on its test set), not at 13.5.
 MNIST_CENTRE = 14.0
 _INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink for cropping
+_log = logging.getLogger(__name__)
 
 
 def find_images(path_or_glob: str) -> list[Path]:
-    """Image files under a folder (sorted) or matched by a glob; other files are skipped with a warning."""
+    """Image files under a folder (sorted) or matched by a glob; other files are skipped with a notice."""
     path = Path(path_or_glob)
     if path.is_dir():
         candidates = sorted(p for p in path.iterdir() if p.is_file())
@@ -36,7 +39,7 @@ def find_images(path_or_glob: str) -> list[Path]:
         candidates = sorted(Path(p) for p in glob.glob(path_or_glob) if Path(p).is_file())
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     for skipped in sorted(set(candidates) - set(images)):
-        warnings.warn(f"skipping {skipped}: not a {'/'.join(IMAGE_SUFFIXES)} file", stacklevel=2)
+        _log.warning("skipping %s: not a %s file", skipped, "/".join(IMAGE_SUFFIXES))
     if not images:
         raise UserError(
             f"no images found at {path_or_glob!r}: give a folder or glob of {', '.join(IMAGE_SUFFIXES)} files"
@@ -105,21 +108,34 @@ def _centre_of_mass_to_middle(canvas: np.ndarray) -> np.ndarray:
 
 def load_digit(path: Path | str) -> np.ndarray:
     """Read one image file as an MNIST-style float32 28x28 array in [0, 1]."""
-    path = Path(path)
+    return read_digit(Path(path), str(path))
+
+
+def read_digit(source: bytes | BinaryIO | Path, name: str) -> np.ndarray:
+    """An image as bytes, a binary stream or a path -> MNIST-style float32 28x28 array in [0, 1].
+
+    `name` is what the error messages call the image (a file name, an upload's name); the HTTP server and
+    `load_digit` share this one path, checks and messages included."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise UserError(
-                    f"{path}: {image.width}x{image.height} is above the limit of {MAX_PIXELS:,} pixels; "
+                    f"{name}: {image.width}x{image.height} is above the limit of {MAX_PIXELS:,} pixels; "
                     "scale it down first"
                 )
             image.load()
             gray = _to_gray(image)
     except Image.DecompressionBombError as exc:  # Pillow's own, stricter guard, raised while opening
-        raise UserError(f"{path}: above the limit of {MAX_PIXELS:,} pixels ({exc}); scale it down first") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"{path}: cannot read it as an image ({exc}); check the file") from exc
+        raise UserError(f"{name}: above the limit of {MAX_PIXELS:,} pixels ({exc}); scale it down first") from exc
+    except UnidentifiedImageError as exc:
+        # Pillow names a stream by its repr (<_io.BytesIO object at 0x...>), which tells a user nothing.
+        detail = str(exc) if isinstance(source, Path) else "not a PNG, JPEG, BMP or other format Pillow reads"
+        raise UserError(f"{name}: cannot read it as an image ({detail}); check the file") from exc
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read it as an image ({exc}); check the file") from exc
     try:
         return to_mnist(gray)
     except ValueError as exc:
-        raise UserError(f"{path}: {exc}; nothing to classify") from exc
+        raise UserError(f"{name}: {exc}; nothing to classify") from exc

@@ -1,9 +1,9 @@
 """One pass over the test set, and the tables made from it: confusion matrix, classification report,
-most confident mistakes, label map, summary. Knows nothing of training or plotting."""
+most confident mistakes, label map, and the short summary a person reads. Knows nothing of training or
+plotting."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report, confusion_matrix
 
+from lightning_digits.data.augment import as_model_input
 from lightning_digits.models.cnn import DigitsCNN
 
 
@@ -28,16 +29,16 @@ class TestResults:
     def accuracy(self) -> float:
         return float((self.predictions == self.labels).mean())
 
-
-def as_model_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], the model's input contract."""
-    return torch.from_numpy(images.astype(np.float32)).div_(255).unsqueeze(1)
+    @property
+    def misclassified(self) -> int:
+        return int((self.predictions != self.labels).sum())
 
 
 @torch.no_grad()
 def test_pass(net: DigitsCNN, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> TestResults:
     net.eval()
-    logits = torch.cat([net(as_model_input(images[i : i + batch_size])) for i in range(0, len(images), batch_size)])
+    batches = (torch.from_numpy(images[i : i + batch_size]) for i in range(0, len(images), batch_size))
+    logits = torch.cat([net(as_model_input(batch)) for batch in batches])
     targets = torch.from_numpy(labels.astype(np.int64))
     loss = float(F.cross_entropy(logits, targets))
     return TestResults(labels.astype(np.int64), logits.softmax(dim=1).numpy(), loss)
@@ -72,14 +73,31 @@ def label_map_text(class_names: tuple[str, ...] | list[str]) -> str:
 
 
 def summary_text(summary: dict) -> str:
-    """The human-readable twin of summary.json: every scalar on a line, nested tables as indented JSON."""
-    lines = []
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"  {line}" for line in json.dumps(value, indent=2).splitlines()[1:-1]]
-        elif isinstance(value, float):
-            lines.append(f"{key}: {value:.4f}")
-        else:
-            lines.append(f"{key}: {value}")
+    """A few lines a person reads at a glance, like the original's; summary.json holds the complete record."""
+    lines = [
+        f"test accuracy {summary['test_accuracy']:.4f}, loss {summary['test_loss']:.4f} "
+        f"({summary['misclassified']:,} of {summary['test_images']:,} {summary['dataset']} test images misclassified)",
+    ]
+    time = summary.get("training_wall_seconds")
+    lines.append(
+        f"training: {summary['epochs_run']} epochs, best epoch {summary['best_epoch']}"
+        + (f", {time:.1f} s" if time is not None else "")
+        + f"; {summary['parameters']:,} parameters"
+    )
+    onnx = summary.get("onnx")
+    if onnx:
+        difference = onnx["max_logit_difference"]
+        lines.append(f"ONNX: {onnx['file']}, agrees with PyTorch (max |logit difference| {difference:.1e})")
+    baselines = summary.get("baselines")
+    if baselines:
+        lines.append("baselines: " + ", ".join(f"{name} {row['accuracy']:.4f}" for name, row in baselines.items()))
+    hardware, versions = summary["hardware"], summary["versions"]
+    lines.append(
+        f"hardware: {hardware['cpu']} ({hardware['cpu_cores']} cores), GPU {hardware['gpu']}; "
+        f"torch {versions['torch']}, lightning {versions['lightning']}"
+    )
+    lines.append(
+        f"checkpoint: {summary['checkpoint']}; everything else: summary.json"
+        + (f", config: {summary['config_file']}" if summary.get("config_file") else "")
+    )
     return "\n".join(lines) + "\n"

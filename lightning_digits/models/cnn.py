@@ -2,22 +2,57 @@
 
 Its input contract is float [N, 1, 28, 28] in [0, 1], white digit on black; the normalisation is a fixed
 buffer inside the model, so checkpoints, the ONNX file and `predict` all take the same input.
-The default widths reproduce the original Keras network (871,530 parameters). Knows nothing of Lightning.
+`Architecture` holds the network's shape and its defaults, in this one place. Knows nothing of Lightning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """The network's shape. The defaults reproduce the original Keras network: two blocks of 32 and 64
+    channels and a dense layer of 256 (871,530 parameters). `mean`/`std` are the training set's pixel
+    statistics, used by the normalisation inside the model."""
+
+    channels: tuple[int, ...] = (32, 64)
+    hidden: int = 256  # 0: no hidden dense layer
+    global_pool: bool = False  # global max-pool before the head instead of flattening (a tiny head)
+    conv_dropout: float = 0.25
+    dense_dropout: float = 0.5
+    mean: float = 0.1307
+    std: float = 0.3081
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))  # YAML gives lists
+        checks = {
+            # each block halves the side: four blocks take 28 down to 1
+            "channels": 0 < len(self.channels) <= 4 and all(c > 0 for c in self.channels),
+            "hidden": self.hidden >= 0,
+            "conv_dropout": 0 <= self.conv_dropout < 1,
+            "dense_dropout": 0 <= self.dense_dropout < 1,
+            "std": self.std > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping) -> Architecture:
+        """The architecture recorded in a LitDigits' hyperparameters (a checkpoint's, say); defaults for the rest."""
+        return cls(**{field.name: hparams[field.name] for field in fields(cls) if field.name in hparams})
+
+
 class Dropout(nn.Dropout):
-    """nn.Dropout with a mask that costs a third as much on CPU, where nn.Dropout spent 18% of the default
-    network's training step drawing one random number per activation. Here each 64-bit draw of the same seeded
-    generator gives four 16-bit uniforms (keep probabilities are exact in steps of 1/65536), and the mask is
-    made scaled, in the activation's dtype and memory layout, so the backward pass is one multiply."""
+    """nn.Dropout with a cheaper mask on CPU, where nn.Dropout draws one serial random number per activation
+    (docs/performance.md has the profile). Here each 64-bit draw of the same seeded generator gives four
+    16-bit uniforms (keep probabilities are exact in steps of 1/65536), and the mask is made scaled, in the
+    activation's dtype and memory layout, so the backward pass is one multiply."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
@@ -39,32 +74,22 @@ def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequen
 
 
 class DigitsCNN(nn.Module):
-    def __init__(
-        self,
-        channels: Sequence[int] = (32, 64),
-        hidden: int = 256,
-        global_pool: bool = False,
-        conv_dropout: float = 0.25,
-        dense_dropout: float = 0.5,
-        mean: float = 0.1307,
-        std: float = 0.3081,
-        num_classes: int = 10,
-    ) -> None:
+    def __init__(self, arch: Architecture = Architecture(), num_classes: int = 10) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean))
-        self.register_buffer("std", torch.tensor(std))
-        widths = [1, *channels]
+        self.register_buffer("mean", torch.tensor(arch.mean))
+        self.register_buffer("std", torch.tensor(arch.std))
+        widths = [1, *arch.channels]
         self.features = nn.Sequential(
-            *(conv_block(a, b, conv_dropout) for a, b in zip(widths, widths[1:], strict=False))
+            *(conv_block(a, b, arch.conv_dropout) for a, b in zip(widths, widths[1:], strict=False))
         )
-        side = 28 >> len(channels)
-        # Global max-pool keeps the head tiny (the fast preset); flattening keeps the original's dense layer.
-        self.pool = nn.AdaptiveMaxPool2d(1) if global_pool else nn.Identity()
-        features = channels[-1] * (1 if global_pool else side * side)
+        side = 28 >> len(arch.channels)
+        self.pool = nn.AdaptiveMaxPool2d(1) if arch.global_pool else nn.Identity()
+        features = arch.channels[-1] * (1 if arch.global_pool else side * side)
         head: list[nn.Module] = [nn.Flatten()]
-        if hidden > 0:
-            head += [nn.Linear(features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dense_dropout)]
-            features = hidden
+        if arch.hidden > 0:
+            width = arch.hidden
+            head += [nn.Linear(features, width), nn.BatchNorm1d(width), nn.ReLU(), Dropout(arch.dense_dropout)]
+            features = width
         self.classifier = nn.Sequential(*head, nn.Linear(features, num_classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
