@@ -33,7 +33,9 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     [wheel] = (root / "dist").glob("lightning_digits-*.whl")
     subprocess.run([sys.executable, "-m", "venv", root / "venv"], check=True)
     bin_dir = root / "venv" / "bin"
-    subprocess.run([bin_dir / "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True, capture_output=True)
+    subprocess.run(
+        [bin_dir / "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True, capture_output=True
+    )
     [site] = (root / "venv" / "lib").glob("python3*/site-packages")
     # A path in a .pth is added to sys.path, but the .pth files there (this checkout's editable install) are not
     # run: the dependencies are visible, the checkout is not.
