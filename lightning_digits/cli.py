@@ -31,15 +31,17 @@ from lightning_digits.demo import demo  # noqa: E402
 from lightning_digits.errors import UserError, show_notices_on_stderr  # noqa: E402
 from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
+from lightning_digits.serving.server import serve  # noqa: E402
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "demo": demo}  # no Trainer needed: plain functions, dispatched first
+PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "demo": demo, "serve": serve}  # no Trainer: plain functions, dispatched first
 DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
 
 Training and inference: fit, validate, test, predict (Lightning's CLI; the mnist preset applies by default,
 and `-c NAME` layers a shipped preset (fast, fashion, ddp) or `-c path/to.yaml` a file of your own).
 Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid).
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
+Over HTTP: serve (POST /predict with image uploads or base64 JSON; LitServe, batched; /docs for the API).
 Run `lightning-digits SUBCOMMAND --help` for the options of each."""
 
 

@@ -1,0 +1,407 @@
+"""`lightning-digits serve`: a real server in a subprocess on a free 127.0.0.1 port, a real HTTP client.
+
+One server for the module (torch blocked, so it also proves the serving side never imports it); every request
+is bounded in time, and the server is stopped with Ctrl-C (SIGINT to its process group) at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from lightning_digits.data.idx import read_idx
+from lightning_digits.onnx_predictor import OnnxDigits
+from lightning_digits.serving.limits import MAX_BODY_BYTES, MAX_IMAGES
+from tests.conftest import REPO
+
+MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"
+BODY_TIMEOUT = 1.0  # the slow-client case waits this long
+TIMEOUT = httpx.Timeout(30.0)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cwd = cwd
+        self.process = subprocess.Popen(
+            [*command, f"--port={self.port}"], cwd=cwd, env=env, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.first_line = self.process.stdout.readline()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"no healthy server within 90 s: {self.first_line}{self.process.stderr.read()[-3000:]}")
+
+    def descendants(self) -> dict[int, str]:
+        """pid -> command line of every process in the server's group."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            try:
+                if not entry.name.isdigit() or os.getpgid(int(entry.name)) != self.process.pid:
+                    continue
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # exited, waiting to be reaped
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+        return found
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C, as a terminal sends it (to the whole group) -> exit code and stderr."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode, self.process.stderr.read()
+
+
+def torch_blocked_env(folder: Path) -> dict[str, str]:
+    folder.mkdir(exist_ok=True)
+    (folder / "torch.py").write_text("raise ImportError('torch is not available here')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO)])}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("serve_cwd")  # the server must leave it empty (no client.py)
+    env = torch_blocked_env(tmp_path_factory.mktemp("blocker"))
+    command = [sys.executable, "-m", "lightning_digits.serving", f"--model={MODEL}", f"--body_timeout={BODY_TIMEOUT}"]
+    running = Server(command, cwd, env)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> list[Path]:
+    """The first 100 MNIST test digits as PNG files (the real set when present, else skipped)."""
+    from tests.conftest import REAL_MNIST
+
+    if not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found at {REAL_MNIST}; set LIGHTNING_DIGITS_DATA")
+    folder = tmp_path_factory.mktemp("digits")
+    paths = []
+    for i, image in enumerate(read_idx(REAL_MNIST / "t10k-images-idx3-ubyte.gz", 3)[:100]):
+        paths.append(folder / f"{i:03d}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def expected(digits) -> np.ndarray:
+    return OnnxDigits(MODEL).predict_files(digits)
+
+
+def upload(client: httpx.Client, *paths: Path) -> httpx.Response:
+    return client.post("/predict", files=[("file", (p.name, p.read_bytes(), "image/png")) for p in paths])
+
+
+def assert_matches(answer: dict, names: list[str], probabilities: np.ndarray) -> None:
+    assert [p["name"] for p in answer["predictions"]] == names
+    classes = [str(d) for d in range(10)]
+    for prediction, row in zip(answer["predictions"], probabilities, strict=True):
+        assert prediction["predicted"] == classes[int(row.argmax())]
+        assert prediction["confidence"] == pytest.approx(float(row.max()), abs=1e-5)
+        assert list(prediction["probabilities"]) == classes
+        np.testing.assert_allclose(list(prediction["probabilities"].values()), row, atol=1e-5)
+
+
+def assert_still_serving(client: httpx.Client, digit: Path) -> None:
+    answer = upload(client, digit)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["name"] == digit.name
+
+
+def test_start_line_names_address_model_and_accuracy(server):
+    assert server.first_line.startswith(f"lightning-digits serve: POST {server.url}/predict <- ")
+    assert "digits_cnn.onnx" in server.first_line and "test accuracy 0.9965" in server.first_line
+    assert httpx.get(f"{server.url}/health", timeout=5).text == "ok"
+    assert not any("spawn_main" in line and "torch" in line for line in server.descendants().values())
+
+
+def test_uploads_give_the_onnx_predictor_answers(client, digits, expected):
+    with ThreadPoolExecutor(8) as pool:  # concurrent single-image requests, so batches mix them
+        answers = list(pool.map(lambda p: upload(client, p), digits))
+    for path, answer, row in zip(digits, answers, expected, strict=True):
+        assert answer.status_code == 200, answer.text
+        assert_matches(answer.json(), [path.name], row[None])
+    several = upload(client, *digits[:10])
+    assert several.status_code == 200, several.text
+    assert_matches(several.json(), [p.name for p in digits[:10]], expected[:10])
+    model = several.json()["model"]
+    assert model == {
+        "file": "digits_cnn.onnx",
+        "sha256": hashlib.sha256(MODEL.read_bytes()).hexdigest(),
+        "test_accuracy": 0.9965,
+    }
+
+
+def test_base64_json_gives_the_same_answer_as_the_upload(client, digits, expected):
+    encoded = [base64.b64encode(p.read_bytes()).decode() for p in digits[:5]]
+    one = client.post("/predict", json={"image": encoded[0]})
+    assert one.status_code == 200, one.text
+    assert_matches(one.json(), ["image"], expected[:1])
+    assert one.json()["predictions"][0]["predicted"] == upload(client, digits[0]).json()["predictions"][0]["predicted"]
+    several = client.post("/predict", json={"images": encoded})
+    assert several.status_code == 200, several.text
+    assert_matches(several.json(), [f"images[{i}]" for i in range(5)], expected[:5])
+    data_url = client.post("/predict", json={"image": "data:image/png;base64," + encoded[1]})
+    assert_matches(data_url.json(), ["image"], expected[1:2])
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bomb_png(side: int = 20_000) -> bytes:
+    """A PNG header for a side x side grayscale image and a few rows of data: a few hundred bytes that
+    would decode to side^2 pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\0" * (side + 1) * 16)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def multipart(parts: int) -> dict:
+    return {"files": [("file", (f"{i}.png", b"x", "image/png")) for i in range(parts)]}
+
+
+def raw(content_type: str | None, content: bytes) -> dict:
+    return {"content": content, "headers": {"content-type": content_type} if content_type else {}}
+
+
+def upload_of(name: str, data: bytes) -> dict:
+    return {"files": {"file": (name, data)}}
+
+
+NO_FILE = b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\ntext\r\n--b--\r\n'
+TOO_MANY = MAX_IMAGES + 1
+BAD_INPUTS = {  # case: (status, words the detail must hold, the request)
+    "not an image": (422, "notes.png: cannot read it as an image", upload_of("notes.png", b"hello")),
+    "empty body": (400, "empty body", raw("application/json", b"")),
+    "truncated png": (
+        422,
+        "cut.png: cannot read it as an image",
+        upload_of("cut.png", png_bytes(Image.new("L", (200, 200), 128))[:60]),
+    ),
+    "decompression bomb": (422, "bomb.png: above the limit of 40,000,000 pixels", upload_of("bomb.png", bomb_png())),
+    "blank image": (422, "blank.png: no ink", upload_of("blank.png", png_bytes(Image.new("L", (28, 28), 255)))),
+    "wrong json shape": (400, "wrong JSON shape", {"json": {"picture": "abc"}}),
+    "json list": (400, "wrong JSON shape", {"json": ["abc"]}),
+    "empty images list": (400, '"images" must be a non-empty list', {"json": {"images": []}}),
+    "not a string": (400, "image: expected a base64 string, got int", {"json": {"image": 5}}),
+    "malformed json": (400, "not valid JSON", raw("application/json", b'{"image": ')),
+    "wrong base64": (400, "image: not valid base64", {"json": {"image": "not base64 at all!"}}),
+    "wrong content type": (415, "content type 'text/plain' is not accepted", raw("text/plain", b"7")),
+    "no content type": (415, "content type '(none)' is not accepted", raw(None, b"7")),
+    "too many base64 images": (
+        400,
+        f"{TOO_MANY} images in one request; the limit is {MAX_IMAGES}",
+        {"json": {"images": ["AAAA"] * TOO_MANY}},
+    ),
+    "too many uploads": (400, f"{TOO_MANY} images in one request", multipart(TOO_MANY)),
+    "no file in the form": (400, "no file in the upload", raw("multipart/form-data; boundary=b", NO_FILE)),
+    "malformed multipart": (400, "malformed multipart body", raw("multipart/form-data; boundary=xyz", b"garbage")),
+    "multipart without boundary": (400, "without a boundary", raw("multipart/form-data", b"garbage")),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_answers_a_4xx_naming_it_and_the_server_keeps_serving(client, digits, case):
+    status, words, request = BAD_INPUTS[case]
+    answer = client.post("/predict", **request)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert words in answer.json()["detail"]
+    assert "Traceback" not in answer.text
+    assert_still_serving(client, digits[0])
+
+
+def raw_request(server: Server, head: bytes, body: bytes, wait: float = 10.0) -> bytes:
+    """Send exactly these bytes and read what comes back until the server closes or `wait` runs out."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as connection:
+        connection.sendall(head + body)
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+                if b"\r\n\r\n" in received and b'"detail"' in received:
+                    break
+        except TimeoutError:
+            pass
+    return received
+
+
+def test_body_over_the_limit_answers_413_before_reading_it(server, client, digits):
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
+    ).encode()
+    answer = raw_request(server, head, b'{"image": "')
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert f"the limit is {MAX_BODY_BYTES:,}".encode() in answer
+    streamed = client.post(  # no Content-Length (chunked): counted as it arrives
+        "/predict", content=iter([b"x" * (1 << 20)] * 17), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert_still_serving(client, digits[0])
+
+
+def test_slow_client_gets_408_and_holds_nothing(server, client, digits):
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(raw_request, server, head, b'{"image": "', 10.0)
+        assert_still_serving(client, digits[1])  # answered while the slow client holds its connection
+        answer = slow.result()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"did not arrive within 1 s" in answer
+    assert BODY_TIMEOUT <= time.monotonic() - started < BODY_TIMEOUT + 5
+
+
+def test_client_that_disconnects_mid_upload_leaves_the_server_serving(server, client, digits):
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                b'Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"'
+            )
+    assert_still_serving(client, digits[2])
+
+
+def test_concurrent_clients_all_get_correct_answers(server, digits, expected):
+    classes = [str(d) for d in range(10)]
+
+    def one_client(offset: int) -> list[tuple[int, int, str]]:
+        results = []
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as session:
+            for i in range(50):
+                k = (offset * 50 + i) % len(digits)
+                answer = upload(session, digits[k])
+                results.append((k, answer.status_code, answer.json()["predictions"][0]["predicted"]))
+        return results
+
+    with ThreadPoolExecutor(16) as pool:
+        results = [r for batch in pool.map(one_client, range(16)) for r in batch]
+    assert len(results) == 800
+    assert all(status == 200 for _, status, _ in results)
+    assert all(predicted == classes[int(expected[k].argmax())] for k, _, predicted in results)
+
+
+def test_info_and_openapi_describe_the_model_and_the_shapes(client):
+    info = client.get("/info").json()["model"]
+    assert info["file"] == "digits_cnn.onnx" and info["test_accuracy"] == 0.9965
+    assert info["sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()
+    assert info["class_names"] == [str(d) for d in range(10)] and "[N, 1, 28, 28]" in info["input_contract"]
+    assert info["version"] and info["limits"]["max_images_per_request"] == MAX_IMAGES
+    assert info["limits"]["max_body_bytes"] == MAX_BODY_BYTES and info["limits"]["body_timeout_s"] == BODY_TIMEOUT
+    assert info["batching"] == {"max_batch_size": 64, "batch_timeout_s": 0.005}
+    schema = client.get("/openapi.json").json()
+    post = schema["paths"]["/predict"]["post"]
+    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert {"200", "400", "408", "413", "415", "422", "504"} <= set(post["responses"])
+    assert {"Answer", "Prediction", "ModelInfo", "Base64Images", "Problem"} <= set(schema["components"]["schemas"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_a_killed_worker_is_replaced_and_the_server_keeps_serving(server, client, digits):
+    workers = {pid for pid, line in server.descendants().items() if "spawn_main" in line}
+    assert len(workers) == 1, server.descendants()
+    os.kill(workers.pop(), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=server.url, timeout=10) as impatient:
+        # LitServe's monitor starts a new worker within ~2 s; a request handed to the dying worker at the
+        # moment it died is lost and would answer 504 only after the 30 s answer timeout, so retry sooner.
+        while time.monotonic() < deadline:
+            try:
+                if upload(impatient, digits[3]).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    assert_still_serving(client, digits[3])
+    assert server.process.poll() is None
+
+
+def test_ctrl_c_stops_cleanly_and_nothing_was_written(server):
+    # Last in the module: it stops the shared server.
+    code, stderr = server.stop()
+    assert code == 0, stderr[-3000:]
+    assert "lightning-digits serve: stopped" in stderr
+    assert not server.descendants()
+    assert list(server.cwd.iterdir()) == []  # LitServe writes client.py into the working folder unless told not to
+
+
+def test_missing_or_corrupt_model_is_one_line_and_exit_2_before_serving(tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a model")
+    for model, words in ((tmp_path / "missing.onnx", "does not exist"), (corrupt, "not a loadable ONNX model")):
+        result = subprocess.run(
+            [sys.executable, "-m", "lightning_digits.serving", f"--model={model}", f"--port={free_port()}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"lightning-digits: error: {model}") and words in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_lightning_digits_serve_runs_the_server_without_torch_in_it(tmp_path):
+    server = Server([sys.executable, "-m", "lightning_digits", "serve", f"--model={MODEL}"], tmp_path, dict(os.environ))
+    try:
+        assert "test accuracy 0.9965" in server.first_line
+        for pid in server.descendants():  # the console command hands over to a torch-free process
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "libtorch" not in maps, pid
+        one = Image.new("L", (40, 80), 255)
+        one.paste(0, (16, 8, 24, 72))  # a vertical bar: a 1
+        answer = httpx.post(
+            f"{server.url}/predict", json={"image": base64.b64encode(png_bytes(one)).decode()}, timeout=30
+        )
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["predicted"] == "1", answer.text
+    finally:
+        code, stderr = server.stop()
+    assert code == 0, stderr[-3000:]
