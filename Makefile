@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser train evaluate demo test lint clean
+.PHONY: setup browser train evaluate demo serve test test-fast lint clean
 
 $(STAMP): pyproject.toml web/package-lock.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,15 @@ evaluate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lightning-digits demo
 
+serve: $(STAMP)
+	$(BIN)/lightning-digits serve
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The edit loop: everything but the tests marked slow (kills, DDP, real-MNIST fits, the browser).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -331,6 +331,26 @@ def test_concurrent_clients_all_get_correct_answers(server, digits, expected):
     assert all(predicted == classes[int(expected[k].argmax())] for k, _, predicted in results)
 
 
+def test_a_bad_image_fails_only_its_own_request_in_a_batch(server, digits, expected):
+    # LitServe answers a whole batch with the exception one request raises; the API must not raise.
+    blank = png_bytes(Image.new("L", (28, 28), 255))
+
+    def one_client(k: int) -> list[tuple[bool, int, str]]:
+        results = []
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as session:
+            for i in range(10):
+                good = (k + i) % 2 == 0
+                files = {"file": ("d.png", digits[k].read_bytes() if good else blank)}
+                answer = session.post("/predict", files=files)
+                results.append((good, answer.status_code, answer.text))
+        return results
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for batch in pool.map(one_client, range(8)) for r in batch]
+    assert all(status == 200 for good, status, _ in results if good), results
+    assert all(status == 422 and "no ink" in text for good, status, text in results if not good), results
+
+
 def test_info_and_openapi_describe_the_model_and_the_shapes(client):
     info = client.get("/info").json()["model"]
     assert info["file"] == "digits_cnn.onnx" and info["test_accuracy"] == 0.9965
