@@ -4,6 +4,7 @@ commands that need no Trainer. Mistakes a user can fix end as one line on stderr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -30,16 +31,21 @@ from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.demo import demo  # noqa: E402
 from lightning_digits.errors import UserError, show_notices_on_stderr  # noqa: E402
 from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
+from lightning_digits.evaluation.ensemble import ensemble  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 from lightning_digits.serving.server import serve  # noqa: E402
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "demo": demo, "serve": serve}  # no Trainer: plain functions, dispatched first
+LIST_POSITIONAL = ("ensemble",)  # commands whose first argument is a list of items typed one by one
+# No Trainer needed: plain functions, dispatched before LightningCLI.
+PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "ensemble": ensemble, "demo": demo, "serve": serve}
 DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
 
 Training and inference: fit, validate, test, predict (Lightning's CLI; the mnist preset applies by default,
 and `-c NAME` layers a shipped preset (fast, fashion, ddp) or `-c path/to.yaml` a file of your own).
-Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid).
+Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid);
+ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
+test/predict: test-time augmentation.
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
 Over HTTP: serve (POST /predict with image uploads or base64 JSON; LitServe, batched; /docs for the API).
 Run `lightning-digits SUBCOMMAND --help` for the options of each."""
@@ -147,6 +153,20 @@ def run_lightning(argv: list[str] | None) -> None:
     )
 
 
+def _one_list_positional(args: list[str]) -> list[str]:
+    """`a.ckpt b.ckpt --tta shifts` -> `["a.ckpt", "b.ckpt"] --tta shifts`: jsonargparse reads a list-typed
+    positional argument as one JSON list, where a shell user types the items one by one."""
+    items, rest, expects_value = [], [], False
+    for arg in args:
+        if expects_value or arg.startswith("-"):
+            rest.append(arg)
+            expects_value = arg.startswith("--") and "=" not in arg and arg not in ("--help", "--print_config")
+            expects_value = expects_value or arg == "-c"
+        else:
+            items.append(arg)
+    return ([json.dumps(items)] if items else []) + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     raw = sys.argv[1:] if argv is None else argv
     debug = "--debug" in raw or os.environ.get("LIGHTNING_DIGITS_DEBUG", "") not in ("", "0")
@@ -159,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
             # Lightning reads sys.argv itself when given args=None, and DDP's launcher re-runs it for each rank.
             sys.argv[1:] = args
         if args and args[0] in PLAIN_COMMANDS:
-            auto_cli(PLAIN_COMMANDS[args[0]], args=args[1:], prog=f"lightning-digits {args[0]}", exit_on_error=False)
+            command_args = _one_list_positional(args[1:]) if args[0] in LIST_POSITIONAL else args[1:]
+            prog = f"lightning-digits {args[0]}"
+            auto_cli(PLAIN_COMMANDS[args[0]], args=command_args, prog=prog, exit_on_error=False)
         else:
             run_lightning(None if argv is None else args)
     except (UserError, ArgumentError) as exc:

@@ -1,4 +1,5 @@
-"""ONNX export of DigitsCNN, with its self-check: onnxruntime must agree with PyTorch on real test images.
+"""ONNX export of a network (DigitsCNN, or several averaged over views: models/averaging.py), with its
+self-check: onnxruntime must agree with PyTorch on real test images.
 
 The file is self-contained (no external-data side file), has a dynamic batch axis, takes `image` float32
 [N, 1, 28, 28] in [0, 1] and gives `logits` [N, num_classes]; the label map and input contract ride in its
@@ -19,11 +20,11 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from torch import nn
 
 from lightning_digits import __version__
 from lightning_digits.atomic import atomic_path
 from lightning_digits.errors import UserError
-from lightning_digits.models.cnn import DigitsCNN
 
 OPSET = 18
 MAX_LOGIT_DIFFERENCE = 1e-4
@@ -53,7 +54,7 @@ class ParityReport:
 
 
 def export_onnx(
-    net: DigitsCNN,
+    net: nn.Module,
     output: Path | str,
     class_names: tuple[str, ...] | list[str],
     check_images: np.ndarray,
@@ -80,7 +81,7 @@ def export_onnx(
                 str(tmp),
                 input_names=["image"],
                 output_names=["logits"],
-                dynamic_shapes={"image": {0: "batch"}},
+                dynamic_shapes=({0: "batch"},),  # by position: any network's forward(x) exports
                 opset_version=OPSET,
                 external_data=False,
                 dynamo=True,
@@ -93,7 +94,7 @@ def export_onnx(
     return report
 
 
-def check_parity(net: DigitsCNN, onnx_path: Path, images: np.ndarray) -> ParityReport:
+def check_parity(net: nn.Module, onnx_path: Path, images: np.ndarray) -> ParityReport:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = net(torch.from_numpy(images)).numpy()

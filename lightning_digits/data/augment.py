@@ -43,6 +43,22 @@ class AffineRanges:
         return self.rotation == 0 and self.shift == 0 and self.scale == 0
 
 
+def affine_matrices(
+    angle: torch.Tensor, zoom: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor
+) -> torch.Tensor:
+    """[N] rotations (radians), zooms (1 = none) and shifts (fractions of the image size) -> `affine_grid`'s
+    theta [N, 2, 3]. affine_grid maps output to input coordinates in [-1, 1]: shifting by t moves the content
+    by -t/2 of the image, hence 2 * shift; dividing by zoom enlarges the content."""
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    return torch.stack([torch.stack([cos, -sin, 2 * shift_x], 1), torch.stack([sin, cos, 2 * shift_y], 1)], 1)
+
+
+def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Each image of a float batch [N, C, H, W] moved by its own theta [N, 2, 3], bilinear, zeros outside."""
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def random_affine(images: torch.Tensor, ranges: AffineRanges, generator: torch.Generator | None = None) -> torch.Tensor:
     """Rotate, shift and scale each image of a float batch [N, C, H, W] by its own random amounts."""
     if ranges.is_identity:
@@ -55,15 +71,4 @@ def random_affine(images: torch.Tensor, ranges: AffineRanges, generator: torch.G
 
     angle = uniform(math.radians(ranges.rotation))
     zoom = 1 + uniform(ranges.scale)
-    # affine_grid maps output to input coordinates in [-1, 1]: shifting by t moves the content by -t/2
-    # of the image, hence 2 * shift; dividing by zoom enlarges the content.
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin, 2 * uniform(ranges.shift)], dim=1),
-            torch.stack([sin, cos, 2 * uniform(ranges.shift)], dim=1),
-        ],
-        dim=1,
-    ).to(images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return apply_affine(images, affine_matrices(angle, zoom, uniform(ranges.shift), uniform(ranges.shift)))

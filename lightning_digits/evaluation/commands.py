@@ -10,52 +10,46 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lightning_digits import artifacts
 from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
-from lightning_digits.data.augment import as_model_input
 from lightning_digits.data.sources import DATASETS, load_split, training_set_size
 from lightning_digits.errors import UserError
 from lightning_digits.evaluation import galleries, plots, report
 from lightning_digits.evaluation.baselines import baselines_csv, run_baselines
 from lightning_digits.evaluation.run_info import environment, training_record
+from lightning_digits.evaluation.test_reports import PARITY_IMAGES, float_images, write_test_reports
 from lightning_digits.evaluation.training_logs import find_training_logs, training_curves
 from lightning_digits.export import ExportCheckFailed, check_int8_accuracy, export_onnx, quantize_int8
+from lightning_digits.models.averaging import VIEW_SETS, with_views
 
 DEFAULT_CHECKPOINT = f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}"
 CNN_ROW_NAME = "CNN (this project)"
 CURVE_FILES = {"accuracy": "acc_curve.png", "loss": "loss_curve.png"}  # the original's names
-PARITY_IMAGES = 1000
 CALIBRATION_IMAGES = 1000
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _refuse_multiprocess(command: str) -> None:
+def refuse_multiprocess(command: str) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError(f"`{command}` runs in one process; start it without torchrun/srun (WORLD_SIZE > 1 here)")
+
+
+def check_view_set(tta: str) -> None:
+    if tta not in VIEW_SETS:
+        raise UserError(f"--tta {tta!r} is not a view set; choose one of {', '.join(VIEW_SETS)}")
 
 
 def _split(loaded: LoadedCheckpoint, data_dir: str | None, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The checkpoint's data set, from `data_dir` or else where its training run found it."""
     return load_split(loaded.dataset, data_dir or loaded.data_hparams.get("data_dir"), split)
-
-
-def _float_images(images: np.ndarray) -> np.ndarray:
-    return as_model_input(torch.from_numpy(images)).numpy()
-
-
-def _export(loaded: LoadedCheckpoint, test_images: np.ndarray, target: Path, metadata: dict[str, str]) -> dict:
-    check = _float_images(test_images[:PARITY_IMAGES])
-    return export_onnx(loaded.net, target, DATASETS[loaded.dataset].class_names, check, metadata).as_dict()
 
 
 def _cnn_row(loaded: LoadedCheckpoint, results: report.TestResults, test_seconds: float, training: dict,
@@ -91,6 +85,7 @@ def evaluate(
     samples: int = 9,
     mistakes: int = 36,
     seed: int = 0,
+    tta: str = "none",
 ) -> None:
     """Write every report, plot and the baseline comparison, and export ONNX, into the checkpoint's folder.
 
@@ -102,66 +97,56 @@ def evaluate(
         samples: images in the inference grid.
         mistakes: misclassified images shown, most confident first.
         seed: picks the inference grid's images and the baselines' subset.
+        tta: test-time augmentation: average the probabilities over these views of each image (none, shifts,
+            rotations, shifts_rotations); the reports and the exported ONNX model include it.
     """
-    _refuse_multiprocess("evaluate")
-    steps = 5 + baselines
+    refuse_multiprocess("evaluate")
+    check_view_set(tta)
     loaded = load_checkpoint(checkpoint)
     out = Path(checkpoint).parent
     ensure_writable_dir(out, "--checkpoint (files go beside it)")
-    names = DATASETS[loaded.dataset].class_names
-    _say(f"[1/{steps}] test pass with {checkpoint}")
-    images, labels = _split(loaded, data_dir, "test")
-    start = time.perf_counter()
-    results = report.test_pass(loaded.net, images, labels)
-    test_seconds = time.perf_counter() - start
-    _say(f"        accuracy {results.accuracy:.4f}, loss {results.loss:.4f} on {len(labels):,} images")
+    test = _split(loaded, data_dir, "test")
+    say(f"evaluating {checkpoint}" + (f" with test-time augmentation ({tta})" if tta != "none" else ""))
+    written = write_test_reports(
+        with_views(loaded.net, tta), DATASETS[loaded.dataset].class_names, test, out,
+        {"samples": samples, "mistakes": mistakes, "seed": seed},
+        {"dataset": loaded.dataset, "test_time_augmentation": tta}, say,
+    )  # fmt: skip
 
-    _say(f"[2/{steps}] confusion matrix, classification report, label map")
-    plots.plot_confusion(report.confusion(results, len(names)), names, out / "confusion_matrix.png")
-    write_text(out / "classification_report.txt", report.report_text(results, names))
-    write_text(out / "label_map.txt", report.label_map_text(names))
-
-    _say(f"[3/{steps}] misclassifications, inference grid, curves")
-    galleries.misclassifications(results, images, names, mistakes, out / "misclassifications.png")
-    galleries.inference_grid(results, images, names, samples, seed, out / "inference_grid.png")
+    say("accuracy and loss curves")
     log_dirs = find_training_logs(out)
     for curve in training_curves(log_dirs):
         plots.plot_curves(curve.epochs, curve.train, curve.val, curve.metric, out / CURVE_FILES[curve.metric])
     if not log_dirs:
-        _say(f"        no fit log under {out / artifacts.LOGS}: accuracy and loss curves skipped")
+        say(f"        no fit log under {out / artifacts.LOGS}: accuracy and loss curves skipped")
 
     training = training_record(loaded, out, log_dirs[-1] if log_dirs else None)
     train_split = _split(loaded, data_dir, "train")
-    summary = {
-        "dataset": loaded.dataset,
-        "checkpoint": str(checkpoint),
-        "test_images": len(labels),
-        "test_accuracy": results.accuracy,
-        "test_loss": results.loss,
-        "misclassified": results.misclassified,
-        "parameters": sum(p.numel() for p in loaded.net.parameters()),
-        **training,
-        "cnn_row": _cnn_row(loaded, results, test_seconds, training, len(train_split[1])),
-    }
-    _say(f"[4/{steps}] ONNX export to {out / artifacts.ONNX_MODEL}, checked against PyTorch")
-    metadata = {"dataset": loaded.dataset, "test_accuracy": f"{results.accuracy:.4f}"}
-    summary["onnx"] = {"file": artifacts.ONNX_MODEL, **_export(loaded, images, out / artifacts.ONNX_MODEL, metadata)}
-
+    cnn_row = _cnn_row(loaded, written.results, written.test_seconds, training, len(train_split[1]))
+    summary = {"dataset": loaded.dataset, "checkpoint": str(checkpoint), "test_time_augmentation": tta,
+               **written.summary, **training, "cnn_row": cnn_row}  # fmt: skip
     if baselines:
-        _say(f"[5/{steps}] baselines")
-        rows = run_baselines(train_split, (images, labels), baseline_subset, seed, _say)
-        _write_baselines([summary["cnn_row"], *rows], out)
+        say("baselines")
+        rows = run_baselines(train_split, test, baseline_subset, seed, say)
+        _write_baselines([cnn_row, *rows], out)
         summary["baselines"] = {r["model"]: {"accuracy": r["accuracy"], "fit_seconds": r["fit_seconds"]} for r in rows}
+    write_summary(summary, out)
+    say(f"done: test accuracy {written.results.accuracy:.4f}, loss {written.results.loss:.4f}; files in {out}/")
 
-    _say(f"[{steps}/{steps}] summary")
-    summary.update(environment())
+
+def write_summary(summary: dict, out: Path) -> None:
+    """summary.json (with the machine and versions) and summary.txt, the short read."""
+    summary = {**summary, **environment()}
     write_text(out / artifacts.SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     write_text(out / artifacts.SUMMARY_TEXT, report.summary_text(summary))
-    _say(f"done: test accuracy {results.accuracy:.4f}, loss {results.loss:.4f}; files in {out}/")
 
 
 def export(
-    checkpoint: str = DEFAULT_CHECKPOINT, output: str | None = None, data_dir: str | None = None, int8: bool = False
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    output: str | None = None,
+    data_dir: str | None = None,
+    int8: bool = False,
+    tta: str = "none",
 ) -> None:
     """Export the checkpoint to a self-contained ONNX file and check it against PyTorch on real test images.
 
@@ -171,24 +156,29 @@ def export(
         data_dir: folder of the IDX files (default: as the checkpoint's run found them).
         int8: also write an int8-quantized model (<output>_int8.onnx, faster on CPU), kept only if it
             loses at most 0.05 points of accuracy on the whole test set.
+        tta: bake test-time augmentation into the graph: the probabilities averaged over these views of each
+            image (none, shifts, rotations, shifts_rotations); same input and output as without.
     """
-    _refuse_multiprocess("export")
+    refuse_multiprocess("export")
+    check_view_set(tta)
     loaded = load_checkpoint(checkpoint)
     images, labels = _split(loaded, data_dir, "test")
     target = Path(output) if output else Path(checkpoint).parent / artifacts.ONNX_MODEL
-    parity = _export(loaded, images, target, {"dataset": loaded.dataset})
-    _say(f"wrote {target}: onnxruntime matches PyTorch (max |logit difference| {parity['max_logit_difference']:.1e})")
+    metadata = {"dataset": loaded.dataset, "test_time_augmentation": tta}
+    net, names = with_views(loaded.net, tta), DATASETS[loaded.dataset].class_names
+    parity = export_onnx(net, target, names, float_images(images[:PARITY_IMAGES]), metadata)
+    say(f"wrote {target}: onnxruntime matches PyTorch (max |logit difference| {parity.max_logit_difference:.1e})")
     if int8:
         int8_target = target.with_name(f"{target.stem}_int8.onnx")
         train_images, _ = _split(loaded, data_dir, "train")
-        _say(f"quantizing to {int8_target} (calibration: {CALIBRATION_IMAGES:,} training images)")
-        quantize_int8(target, int8_target, _float_images(train_images[:CALIBRATION_IMAGES]))
+        say(f"quantizing to {int8_target} (calibration: {CALIBRATION_IMAGES:,} training images)")
+        quantize_int8(target, int8_target, float_images(train_images[:CALIBRATION_IMAGES]))
         try:
-            check = check_int8_accuracy(target, int8_target, _float_images(images), labels)
+            check = check_int8_accuracy(target, int8_target, float_images(images), labels)
         except ExportCheckFailed:
             int8_target.unlink()
             raise
-        _say(f"wrote {int8_target}: test accuracy {check['int8_test_accuracy']:.4f} "
+        say(f"wrote {int8_target}: test accuracy {check['int8_test_accuracy']:.4f} "
              f"(fp32 {check['fp32_test_accuracy']:.4f}) on {check['test_images']:,} images")  # fmt: skip
 
 
@@ -208,20 +198,20 @@ def baselines(
         seed: picks the subset and seeds the models.
         artifacts_dir: where to write; the CNN's row comes from the summary.json that `evaluate` wrote there.
     """
-    _refuse_multiprocess("baselines")
+    refuse_multiprocess("baselines")
     if dataset not in DATASETS:
         raise UserError(f"dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
     out = Path(artifacts_dir)
     ensure_writable_dir(out, "--artifacts_dir")
     rows = run_baselines(
-        load_split(dataset, data_dir, "train"), load_split(dataset, data_dir, "test"), subset, seed, _say
+        load_split(dataset, data_dir, "train"), load_split(dataset, data_dir, "test"), subset, seed, say
     )
     summary_path = out / artifacts.SUMMARY_JSON
     cnn_row = json.loads(summary_path.read_text()).get("cnn_row") if summary_path.is_file() else None
     if cnn_row is None:
-        _say(f"no CNN row: {summary_path} from `lightning-digits evaluate` is not there (or is from an older version)")
+        say(f"no CNN row: {summary_path} from `lightning-digits evaluate` is not there (or is from an older version)")
     _write_baselines([cnn_row, *rows] if cnn_row else rows, out)
-    _say(f"wrote {out / 'baselines.csv'} and {out / 'baselines.png'}")
+    say(f"wrote {out / 'baselines.csv'} and {out / 'baselines.png'}")
 
 
 def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, data_dir: str | None = None) -> None:
@@ -233,7 +223,7 @@ def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, 
         seed: which images.
         data_dir: folder of the IDX files (default: as the checkpoint's run found them).
     """
-    _refuse_multiprocess("grid")
+    refuse_multiprocess("grid")
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     loaded = load_checkpoint(checkpoint)
@@ -241,7 +231,7 @@ def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, 
     results = report.test_pass(loaded.net, images, labels)
     target = Path(checkpoint).parent / "inference_grid.png"
     galleries.inference_grid(results, images, DATASETS[loaded.dataset].class_names, samples, seed, target)
-    _say(f"wrote {target}")
+    say(f"wrote {target}")
 
 
 COMMANDS = {"evaluate": evaluate, "export": export, "baselines": baselines, "grid": grid}

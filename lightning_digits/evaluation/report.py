@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report, confusion_matrix
+from torch import nn
 
 from lightning_digits.data.augment import as_model_input
-from lightning_digits.models.cnn import DigitsCNN
 
 
 @dataclass
@@ -35,7 +35,7 @@ class TestResults:
 
 
 @torch.no_grad()
-def test_pass(net: DigitsCNN, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> TestResults:
+def test_pass(net: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> TestResults:
     net.eval()
     batches = (torch.from_numpy(images[i : i + batch_size]) for i in range(0, len(images), batch_size))
     logits = torch.cat([net(as_model_input(batch)) for batch in batches])
@@ -76,18 +76,27 @@ def summary_text(summary: dict) -> str:
     """A few lines a person reads at a glance, like the original's; summary.json holds the complete record."""
     lines = [
         f"test accuracy {summary['test_accuracy']:.4f}, loss {summary['test_loss']:.4f} "
-        f"({summary['misclassified']:,} of {summary['test_images']:,} {summary['dataset']} test images misclassified)",
+        f"({summary['misclassified']:,} of {summary['test_images']:,} {summary['dataset']} test images misclassified)"
     ]
-    time = summary.get("training_wall_seconds")
+    members = summary.get("members")
+    if members:
+        accuracies = ", ".join(f"{member['test_accuracy']:.4f}" for member in members)
+        lines.append(f"ensemble of {len(members)} networks (their own test accuracies: {accuracies})")
+    if summary.get("test_time_augmentation", "none") != "none":
+        lines.append(
+            f"test-time augmentation: probabilities averaged over the {summary['test_time_augmentation']} views"
+        )
+    if "epochs_run" in summary:
+        time = summary.get("training_wall_seconds")
+        lines.append(
+            f"training: {summary['epochs_run']} epochs, best epoch {summary['best_epoch']}"
+            + (f", {time:.1f} s" if time is not None else "")
+        )
+    onnx = summary["onnx"]
     lines.append(
-        f"training: {summary['epochs_run']} epochs, best epoch {summary['best_epoch']}"
-        + (f", {time:.1f} s" if time is not None else "")
-        + f"; {summary['parameters']:,} parameters"
+        f"{summary['parameters']:,} parameters; ONNX: {onnx['file']}, agrees with PyTorch "
+        f"(max |logit difference| {onnx['max_logit_difference']:.1e})"
     )
-    onnx = summary.get("onnx")
-    if onnx:
-        difference = onnx["max_logit_difference"]
-        lines.append(f"ONNX: {onnx['file']}, agrees with PyTorch (max |logit difference| {difference:.1e})")
     baselines = summary.get("baselines")
     if baselines:
         lines.append("baselines: " + ", ".join(f"{name} {row['accuracy']:.4f}" for name, row in baselines.items()))
@@ -96,8 +105,7 @@ def summary_text(summary: dict) -> str:
         f"hardware: {hardware['cpu']} ({hardware['cpu_cores']} cores), GPU {hardware['gpu']}; "
         f"torch {versions['torch']}, lightning {versions['lightning']}"
     )
-    lines.append(
-        f"checkpoint: {summary['checkpoint']}; everything else: summary.json"
-        + (f", config: {summary['config_file']}" if summary.get("config_file") else "")
-    )
+    source = f"checkpoint: {summary['checkpoint']}" if "checkpoint" in summary else "members: see summary.json"
+    config = f", config: {summary['config_file']}" if summary.get("config_file") else ""
+    lines.append(f"{source}; everything else: summary.json{config}")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_digits.errors import UserError
+from lightning_digits.models.averaging import VIEW_SETS, with_views
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -42,7 +43,11 @@ class LitDigits(pl.LightningModule):
         one_cycle_pct_start: float = 0.25,
         lr_scaling: Literal["none", "linear"] = "none",
         channels_last: bool = True,
+        tta: str = "none",
     ) -> None:
+        """`tta`: the views that `test` and `predict` average probabilities over (models/averaging.py
+        VIEW_SETS). An inference option, not a hyperparameter: checkpoints do not carry it, so
+        `test --ckpt_path X --model.tta shifts` applies it to any checkpoint."""
         super().__init__()
         checks = {  # name: (value, in range)
             "lr": (lr, lr > 0),
@@ -52,13 +57,16 @@ class LitDigits(pl.LightningModule):
             "one_cycle_pct_start": (one_cycle_pct_start, 0 < one_cycle_pct_start < 1),
         }
         problems = [f"{name}={value!r} is out of range" for name, (value, ok) in checks.items() if not ok]
+        if tta not in VIEW_SETS:
+            problems.append(f"tta={tta!r} is not a view set (choose one of {', '.join(VIEW_SETS)})")
         try:
             arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std)
         except ValueError as exc:
             problems.append(str(exc))
         if problems:
             raise UserError(f"model.{problems[0]}; see `lightning-digits fit --help`")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["tta"])
+        self.tta = tta
         self.net = DigitsCNN(arch)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -74,9 +82,14 @@ class LitDigits(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
+    def _inference(self, images: torch.Tensor) -> torch.Tensor:
+        """The network averaged over the `tta` views, for test and predict; built per call (a few views'
+        grids), so that it is no submodule and checkpoints hold the network's weights once."""
+        return with_views(self.net, self.tta).to(images.device)(images) if self.tta != "none" else self(images)
+
     def _step(self, batch: list[torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        logits = self._inference(images) if stage == "test" else self(images)
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
         metrics = getattr(self, f"{stage}_metrics")
@@ -100,7 +113,7 @@ class LitDigits(pl.LightningModule):
 
     def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, indices = batch
-        return {"index": indices, "probabilities": self(images).float().softmax(dim=1)}
+        return {"index": indices, "probabilities": self._inference(images).float().softmax(dim=1)}
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
         hp = self.hparams
