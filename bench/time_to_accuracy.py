@@ -4,7 +4,10 @@
 
 Each run is the real command in a subprocess (`lightning-digits fit`, then `test` on the final checkpoint:
 fixed epochs, the test set is never used to stop). The fit time is the Timer's time in the fit loop
-(validation included, process start-up and imports not). Prints a table, the mean and median, and one JSON line.
+(validation included, process start-up and imports not). `--tta VIEWS` also tests each run with test-time
+augmentation (views chosen beforehand on validation with bench/tta.py), timing that test pass apart;
+`--keep DIR` keeps each run in DIR/seed_N, e.g. for `lightning-digits ensemble DIR`. Prints a table, the
+mean, min, max and median, and one JSON line.
 """
 
 from __future__ import annotations
@@ -16,46 +19,70 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from lightning_digits import artifacts
 from lightning_digits.checkpoints import load_checkpoint
 
 
-def run(config: list[str], seed: int, folder: Path, extra: list[str]) -> dict:
+def _test(common: list[str], final: Path, folder: Path, tta: str) -> tuple[float, float]:
+    """(test accuracy, seconds of the test command) of the final checkpoint, with the given views."""
+    test = [sys.executable, "-m", "lightning_digits", "test", *common, f"--ckpt_path={final}", f"--model.tta={tta}"]
+    start = time.perf_counter()
+    subprocess.run(test, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    latest = max(folder.glob("logs/version_*"), key=lambda p: int(p.name.removeprefix("version_")))
+    [row] = [r for r in csv.DictReader(open(latest / "metrics.csv")) if r.get("test_acc")]
+    return float(row["test_acc"]), seconds
+
+
+def run(config: list[str], seed: int, folder: Path, extra: list[str], tta: str) -> dict:
     common = [*config, f"--artifacts_dir={folder}", f"--seed_everything={seed}", "--progress_bar.refresh_rate=0"]
     fit = [sys.executable, "-m", "lightning_digits", "fit", *common, *extra]
     subprocess.run(fit, check=True, capture_output=True, text=True)
     final = folder / artifacts.FINAL_CHECKPOINT
-    test = [sys.executable, "-m", "lightning_digits", "test", *common, f"--ckpt_path={final}"]
-    subprocess.run(test, check=True, capture_output=True, text=True)
-    latest = max(folder.glob("logs/version_*"), key=lambda p: int(p.name.removeprefix("version_")))
-    [row] = [r for r in csv.DictReader(open(latest / "metrics.csv")) if r.get("test_acc")]
-    run = load_checkpoint(final)
-    return {"seed": seed, "test_accuracy": float(row["test_acc"]), "fit_seconds": run.training_seconds,
-            "epochs": run.epoch + 1}  # fmt: skip
+    accuracy, _ = _test(common, final, folder, "none")
+    fitted = load_checkpoint(final)
+    result = {"seed": seed, "test_accuracy": accuracy, "fit_seconds": fitted.training_seconds,
+              "epochs": fitted.epoch + 1}  # fmt: skip
+    if tta != "none":
+        result["tta_test_accuracy"], result["tta_test_command_seconds"] = _test(common, final, folder, tta)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", action="append", default=[], help="config file(s) layered on the default")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--tta", default="none", help="also test with these views (models/averaging.py VIEW_SETS)")
+    parser.add_argument("--keep", type=Path, help="keep each run in KEEP/seed_N instead of a temporary folder")
     parser.add_argument("extra", nargs="*", help="more `fit` flags, after --")
     args = parser.parse_args()
     config = [f"--config={c}" for c in args.config]
     results = []
-    print(f"{'seed':>4} {'test acc':>9} {'fit s':>7} {'epochs':>6}", flush=True)
+    print(
+        f"{'seed':>4} {'test acc':>9} {'fit s':>7} {'epochs':>6}"
+        + (f" {'with ' + args.tta:>20}" * (args.tta != "none"))
+    )
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(config, seed, Path(tmp), args.extra)
+            folder = args.keep / f"seed_{seed}" if args.keep else Path(tmp)
+            result = run(config, seed, folder, args.extra, args.tta)
         results.append(result)
-        print(f"{seed:4} {result['test_accuracy']:9.4f} {result['fit_seconds']:7.1f} {result['epochs']:6}", flush=True)
-    accuracies = [r["test_accuracy"] for r in results]
-    seconds = [r["fit_seconds"] for r in results]
-    print(f"mean test accuracy {statistics.mean(accuracies):.4f} (min {min(accuracies):.4f}), "
-          f"median fit {statistics.median(seconds):.1f} s (max {max(seconds):.1f} s)")  # fmt: skip
-    summary = {"mean_test_accuracy": statistics.mean(accuracies), "median_fit_seconds": statistics.median(seconds)}
-    print(json.dumps({"config": args.config, "extra": args.extra, "runs": results, **summary}))
+        tta = f" {result['tta_test_accuracy']:20.4f}" if "tta_test_accuracy" in result else ""
+        print(
+            f"{seed:4} {result['test_accuracy']:9.4f} {result['fit_seconds']:7.1f} {result['epochs']:6}{tta}",
+            flush=True,
+        )
+    summary = {"median_fit_seconds": statistics.median(r["fit_seconds"] for r in results)}
+    for key in ("test_accuracy", "tta_test_accuracy"):
+        values = [r[key] for r in results if key in r]
+        if values:
+            summary |= {f"mean_{key}": statistics.mean(values), f"min_{key}": min(values), f"max_{key}": max(values)}
+            print(f"{key}: mean {statistics.mean(values):.4f}, min {min(values):.4f}, max {max(values):.4f}")
+    print(f"fit: median {summary['median_fit_seconds']:.1f} s, max {max(r['fit_seconds'] for r in results):.1f} s")
+    print(json.dumps({"config": args.config, "extra": args.extra, "tta": args.tta, "runs": results, **summary}))
 
 
 if __name__ == "__main__":
