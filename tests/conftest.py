@@ -1,10 +1,14 @@
-"""Shared fixtures: tiny IDX data sets written by the tests, the real MNIST from ../shared, and a CLI runner."""
+"""Shared fixtures: tiny IDX data sets written by the tests, the real MNIST from ../shared, and two ways to run
+the command: `cli` (main(argv) in this process, for everything a fresh Python proves nothing more about) and
+`run_cli` (a real subprocess, for kills, DDP, and what a user sees of the whole program on stderr)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,69 @@ def real_mnist() -> Path:
     if not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST not found at {REAL_MNIST}; set LIGHTNING_DIGITS_DATA")
     return REAL_MNIST
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="session")
+def _cli_main():
+    """Imported outside any test's capsys: Lightning's loggers keep the stderr they find at import, and one
+    that a finished test had captured is closed by the next."""
+    from lightning_digits.cli import main
+
+    return main
+
+
+@pytest.fixture
+def cli(_cli_main, capsys, monkeypatch):
+    """`lightning-digits ARGS` as main(argv) in this process: its exit code, stdout and stderr. Environment
+    variables it sets (Lightning's PL_GLOBAL_SEED, ...) are put back, so later subprocesses start clean."""
+    main = _cli_main
+    monkeypatch.setattr(sys, "argv", ["lightning-digits"])  # not pytest's own arguments: LightningCLI warns
+
+    def run(*args: str) -> Ran:
+        saved = dict(os.environ)
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+class _Collect(logging.Handler):
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def notices():
+    """The text of what the package told the user through logging (the "lightning_digits" logger) during the
+    test. A handler on that logger itself: the CLI stops it propagating to the root logger, where caplog is."""
+    handler = _Collect(logging.INFO)
+    logger = logging.getLogger("lightning_digits")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield lambda: "\n".join(handler.messages)
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):

@@ -1,3 +1,6 @@
+"""The IDX reader and finding the data's files: every way a data file can be wrong, named in one line. The
+CLI's turning such an error into its one line on stderr is shown once, in test_errors.py."""
+
 import gzip
 
 import numpy as np
@@ -17,10 +20,14 @@ def test_write_then_read_gives_the_same_array(tmp_path, name):
     np.testing.assert_array_equal(read_idx(tmp_path / name, expected_dims=3), images)
 
 
-def test_wrong_magic_number_is_named(tmp_path):
-    write_idx(tmp_path / "labels.gz", np.zeros(5, np.uint8))
-    with pytest.raises(UserError, match="magic number 0x00000801, expected 0x00000803"):
-        read_idx(tmp_path / "labels.gz", expected_dims=3)
+@pytest.mark.parametrize("written, read_as, message", [
+    (np.zeros(5, np.uint8), 3, "magic number 0x00000801, expected 0x00000803"),  # labels where images belong
+    (np.zeros((5, 28, 28), np.uint8), 1, "magic number 0x00000803, expected 0x00000801"),  # and the reverse
+])  # fmt: skip
+def test_wrong_magic_number_is_named(tmp_path, written, read_as, message):
+    write_idx(tmp_path / "file.gz", written)
+    with pytest.raises(UserError, match=f"file.gz: {message}.*is it the right file"):
+        read_idx(tmp_path / "file.gz", expected_dims=read_as)
 
 
 def test_truncated_file_says_how_many_bytes(tmp_path):
@@ -32,9 +39,20 @@ def test_truncated_file_says_how_many_bytes(tmp_path):
         read_idx(tmp_path / "images", expected_dims=3)
 
 
-def test_corrupt_gzip_is_reported(tmp_path):
-    (tmp_path / "images.gz").write_bytes(b"\x1f\x8b" + b"not gzip at all")
-    with pytest.raises(UserError, match="corrupt"):
+def _gzip_header_then_garbage(data: bytes) -> bytes:
+    return b"\x1f\x8b" + b"not gzip at all"
+
+
+def _gzip_stream_damaged(data: bytes) -> bytes:
+    return data[:30] + b"\x00" * 50  # a real gzip header, then the deflate stream overwritten
+
+
+@pytest.mark.parametrize("damage", [_gzip_header_then_garbage, _gzip_stream_damaged])
+def test_corrupt_gzip_is_reported(tmp_path, damage):
+    images, _ = synthetic_digits(4, seed=0)
+    write_idx(tmp_path / "images.gz", images)
+    (tmp_path / "images.gz").write_bytes(damage((tmp_path / "images.gz").read_bytes()))
+    with pytest.raises(UserError, match="images.gz: cannot read it .*corrupt: download it again"):
         read_idx(tmp_path / "images.gz", expected_dims=3)
 
 
@@ -51,7 +69,7 @@ def test_labels_outside_0_to_9_are_refused(tmp_path):
     labels[4] = 12
     write_idx(tmp_path / "i.gz", images)
     write_idx(tmp_path / "l.gz", labels)
-    with pytest.raises(UserError, match="label 12 at index 4"):
+    with pytest.raises(UserError, match="l.gz: label 12 at index 4; labels must be 0-9"):
         read_images_and_labels(tmp_path / "i.gz", tmp_path / "l.gz")
 
 
@@ -72,6 +90,11 @@ def test_missing_files_without_download_name_folder_files_and_fixes(tmp_path):
     assert "train-images" not in message  # only what is missing
     assert "--data.data_dir" in message and "LIGHTNING_DIGITS_DATA" in message and "--data.download" in message
     assert "\n" not in message
+
+
+def test_data_folder_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(UserError, match=f"mnist files not found in {tmp_path / 'nowhere'}"):
+        resolve_data_dir("mnist", str(tmp_path / "nowhere"), download=False)
 
 
 def test_environment_variable_points_at_the_data(tmp_path, monkeypatch):
