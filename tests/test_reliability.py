@@ -1,5 +1,6 @@
-"""Crashes, interruptions and reruns: kill -9 and Ctrl-C during fit resume, killed evaluate keeps the old
-artifacts, and two seeded deterministic fits are identical."""
+"""Crashes, interruptions and reruns: kill -9 and Ctrl-C during fit resume, evaluate killed in the middle of a
+write keeps the old artifacts whole, and two seeded deterministic fits in two processes are identical.
+The processes killed or interrupted are real subprocesses; the runs around them go through main(argv)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data):
+def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data, cli):
     art = tmp_path / "art"
     process, final = _fit_until_first_epoch(data, art, max_epochs=4)
     process.send_signal(signal.SIGKILL)
@@ -60,8 +61,8 @@ def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data):
     killed_at = _saved(final)
     assert killed_at["epoch"] < 3, "the run must have been killed before its end"
 
-    resumed = run_cli(*_fit_args(data, art, "--trainer.max_epochs=4", "--ckpt_path=last"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = cli(*_fit_args(data, art, "--trainer.max_epochs=4", "--ckpt_path=last"))
+    assert resumed.code == 0, resumed.err[-3000:]
     finished = _saved(final)
     assert finished["epoch"] == 3 and finished["global_step"] > killed_at["global_step"]
     early_stopping = next(v for k, v in finished["callbacks"].items() if k.startswith("EarlyStopping"))
@@ -72,7 +73,7 @@ def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data):
+def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data, cli):
     art = tmp_path / "art"
     process, final = _fit_until_first_epoch(data, art, max_epochs=50)
     after_first_epoch = _saved(final)["global_step"]
@@ -82,47 +83,92 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data):
     assert "Traceback" not in output, output[-3000:]
     interrupted = _saved(final)
     assert interrupted["global_step"] > after_first_epoch, "the interrupt saved the state it reached"
-    resumed = run_cli(*_fit_args(data, art, f"--trainer.max_epochs={interrupted['epoch'] + 2}", "--ckpt_path=last"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = cli(*_fit_args(data, art, f"--trainer.max_epochs={interrupted['epoch'] + 2}", "--ckpt_path=last"))
+    assert resumed.code == 0, resumed.err[-3000:]
     assert _saved(final)["epoch"] == interrupted["epoch"] + 1
 
 
 @pytest.mark.slow
-def test_two_seeded_deterministic_fits_are_identical(tmp_path, data):
+def test_two_seeded_deterministic_fits_are_identical(tmp_path, data, cli):
+    """One fit in this process, one in a fresh one: nothing may depend on the process (hash seeds, ...)."""
+    args = {name: _fit_args(data, tmp_path / name, "--trainer.max_epochs=2", "--trainer.deterministic=true",
+                            "--seed_everything=7") for name in ("a", "b")}  # fmt: skip
+    try:
+        in_process = cli(*args["a"])
+    finally:
+        torch.use_deterministic_algorithms(False)  # Lightning turned it on for this whole process
+    assert in_process.code == 0, in_process.err[-3000:]
+    fresh = run_cli(*args["b"])
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
     runs = []
     for name in ("a", "b"):
         art = tmp_path / name
-        result = run_cli(*_fit_args(data, art, "--trainer.max_epochs=2", "--trainer.deterministic=true",
-                                    "--seed_everything=7"))  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
         metrics = [r["val_loss"] + r["val_acc"] for r in csv.DictReader(open(art / "logs/version_0/metrics.csv"))]
         runs.append((metrics, _saved(art / "digits_cnn_final.ckpt")["state_dict"]))
     (metrics_a, weights_a), (metrics_b, weights_b) = runs
-    assert metrics_a == metrics_b
+    assert metrics_a and metrics_a == metrics_b
     assert weights_a.keys() == weights_b.keys()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
 
 
+def _artifact_being_written(art: Path, names: set[str]) -> str | None:
+    """The artifact whose temporary file (atomic.py's `.<name>.<random><suffix>`) is in `art` now, if any."""
+    for entry in os.scandir(art):
+        for name in names:
+            if entry.name.startswith(f".{name}."):
+                return name
+    return None
+
+
+def _kill_during_a_write(args: list[str], art: Path, names: set[str], timeout: float = 180) -> str | None:
+    """Start `args`, SIGKILL it as soon as one of `names` is being written; the name, or None if it ended first."""
+    process = _start(args)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None:
+            if name := _artifact_being_written(art, names):
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return name
+            assert time.monotonic() < deadline, "evaluate neither wrote nor ended"
+            time.sleep(0.002)
+        return None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _assert_whole(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 0, f"{path.name} vanished or is empty"
+    if path.suffix == ".png":
+        with Image.open(path) as image:
+            image.verify()
+    elif path.suffix == ".json":
+        json.loads(path.read_text())
+    elif path.suffix == ".onnx":
+        onnx.checker.check_model(onnx.load(str(path)))
+    elif path.suffix == ".csv":
+        assert len(list(csv.reader(path.read_text().splitlines()))) > 1, f"{path.name} has no rows"
+
+
 @pytest.mark.slow
-def test_killed_evaluate_leaves_the_previous_artifacts_whole(tmp_path, data):
+def test_killed_evaluate_leaves_the_previous_artifacts_whole(tmp_path, data, cli):
     art = tmp_path / "art"
-    assert run_cli(*_fit_args(data, art, "--trainer.max_epochs=1")).returncode == 0
+    fit = cli(*_fit_args(data, art, "--trainer.max_epochs=1"))
+    assert fit.code == 0, fit.err[-3000:]
     evaluate = ["evaluate", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}", "--baseline_subset=500"]
-    assert run_cli(*evaluate).returncode == 0
-    before = {p.name: p.stat().st_mtime_ns for p in art.iterdir() if p.is_file()}
-    for delay in (2.0, 3.5, 5.0):  # kill it at different points of its work
-        process = _start(evaluate)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        for name in before:
-            path = art / name
-            assert path.is_file(), f"{name} vanished"
-            if name.endswith(".png"):
-                with Image.open(path) as image:
-                    image.verify()
-            elif name.endswith(".json"):
-                json.loads(path.read_text())
-            elif name.endswith(".onnx"):
-                onnx.checker.check_model(onnx.load(str(path)))
-    assert os.path.getsize(art / "summary.txt") > 0
+    first = cli(*evaluate)
+    assert first.code == 0, first.err[-3000:]
+    reports = {p.name for p in art.iterdir() if p.is_file() and not p.name.endswith(".ckpt")}
+    assert len(reports) >= 10, reports
+    interrupted: list[str] = []
+    for _ in range(6):  # kill it in the middle of three different writes; each run skips past those already hit
+        if len(interrupted) == 3:
+            break
+        name = _kill_during_a_write(evaluate, art, reports - set(interrupted))
+        assert name is not None, f"evaluate ended without a write caught under way (after {interrupted})"
+        interrupted.append(name)
+        for report in reports:
+            _assert_whole(art / report)
+    assert len(interrupted) == 3, interrupted
