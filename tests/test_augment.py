@@ -23,10 +23,28 @@ def test_disabled_augmentation_is_the_identity():
     assert random_affine(images, AffineRanges(rotation=0, shift=0, scale=0)) is images
 
 
+def _centre_of_mass(images: torch.Tensor) -> torch.Tensor:
+    """[N, 1, H, W] -> [N, 2]: each image's (row, column) centre of mass in pixels."""
+    rows = torch.arange(images.shape[2], dtype=images.dtype).view(1, 1, -1, 1)
+    cols = torch.arange(images.shape[3], dtype=images.dtype).view(1, 1, 1, -1)
+    mass = images.sum(dim=(1, 2, 3))
+    return torch.stack([(images * rows).sum(dim=(1, 2, 3)) / mass, (images * cols).sum(dim=(1, 2, 3)) / mass], 1)
+
+
 def test_rotation_alone_keeps_the_ink_centred_and_its_mass():
-    images = _batch(64)
+    images = _batch(64)  # the bar's centre of mass is the image's centre, (13.5, 13.5), which rotation keeps
     out = random_affine(images, AffineRanges(rotation=20, shift=0, scale=0), torch.Generator().manual_seed(1))
+    assert (out - images).abs().amax(dim=(1, 2, 3)).median() > 0.3, "the images were hardly rotated"
+    torch.testing.assert_close(_centre_of_mass(out), _centre_of_mass(images), atol=0.1, rtol=0)
     assert torch.allclose(out.sum(dim=(1, 2, 3)), images.sum(dim=(1, 2, 3)), rtol=0.05)
+
+
+def test_shift_moves_the_ink_by_up_to_its_range():
+    """The counterpart of the test above: the centre-of-mass check sees a shift when there is one."""
+    images = _batch(64)
+    out = random_affine(images, AffineRanges(rotation=0, shift=0.1, scale=0), torch.Generator().manual_seed(1))
+    moved = (_centre_of_mass(out) - _centre_of_mass(images)).abs()
+    assert moved.max() > 1.0 and moved.max() <= 0.1 * 28 + 0.1
 
 
 def test_same_generator_seed_gives_the_same_batch():

@@ -105,13 +105,13 @@ def test_unreadable_image_is_named(tmp_path):
         load_digit(tmp_path / "broken.png")
 
 
-def test_folder_listing_skips_other_files_with_a_warning(tmp_path):
+def test_folder_listing_skips_other_files_with_a_notice(tmp_path, notices):
     save(draw_seven(), tmp_path / "b.png")
     save(draw_seven(), tmp_path / "a.JPG")
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.warns(UserWarning, match="notes.txt"):
-        found = find_images(str(tmp_path))
+    found = find_images(str(tmp_path))
     assert [p.name for p in found] == ["a.JPG", "b.png"]
+    assert f"skipping {tmp_path / 'notes.txt'}: not a" in notices()
     assert [p.name for p in find_images(str(tmp_path / "*.png"))] == ["b.png"]
 
 
