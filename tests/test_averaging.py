@@ -1,0 +1,121 @@
+"""Test-time augmentation and ensembles: the views, the averaging, the commands, and the ONNX file that carries
+them with a single network's contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from lightning_digits.data.augment import as_model_input
+from lightning_digits.models.averaging import VIEW_SETS, Averaged, View
+from lightning_digits.models.cnn import Architecture, DigitsCNN
+
+from .conftest import TINY_MODEL, synthetic_digits, write_dataset
+
+
+def test_a_one_pixel_shift_view_moves_the_image_by_exactly_one_pixel():
+    image = torch.zeros(1, 1, 28, 28)
+    image[0, 0, 10, 12] = 1.0
+    averaged = Averaged([torch.nn.Identity()], [View(shift_x=1), View(shift_y=-1), View(rotation=90)])
+    right, up, turned = averaged._views(image)
+    assert right[0, 10, 13] == 1 and right.sum() == 1
+    assert up[0, 9, 12] == 1 and up.sum() == 1
+    assert turned.sum() == pytest.approx(1) and turned[0, 10, 12] == 0
+
+
+def test_the_output_is_the_log_of_the_mean_probability():
+    torch.manual_seed(0)
+    a, b = DigitsCNN(Architecture(channels=(4,), hidden=0)).eval(), DigitsCNN(Architecture(channels=(8,), hidden=8))
+    images = torch.rand(5, 1, 28, 28)
+    expected = (a(images).softmax(1) + b.eval()(images).softmax(1)) / 2
+    torch.testing.assert_close(Averaged([a, b])(images).exp(), expected)
+    torch.testing.assert_close(Averaged([a])(images).softmax(1), Averaged([a])(images).exp())
+    views = Averaged([a], VIEW_SETS["shifts"])
+    by_hand = torch.stack([Averaged([a], [view])(images).exp() for view in VIEW_SETS["shifts"]]).mean(0)
+    torch.testing.assert_close(views(images).exp(), by_hand)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, _cli_main):
+    """Two tiny networks of different widths fitted on generated data, with their data folder."""
+    root = tmp_path_factory.mktemp("members")
+    data = write_dataset(root / "data", n_train=200, n_test=60)
+    for name, channels in (("a", "[8,16]"), ("b", "[4,8,16]")):
+        _cli_main(["fit", f"--data.data_dir={data}", "--data.val_size=40", "--data.batch_size=32",
+                   f"--artifacts_dir={root / 'runs' / name}", "--trainer.max_epochs=1", "--progress_bar.refresh_rate=0",
+                   *TINY_MODEL, f"--model.channels={channels}"])  # fmt: skip
+    return root, data
+
+
+def test_ensemble_writes_the_reports_and_an_onnx_model_of_the_same_contract(cli, members, tmp_path):
+    root, data = members
+    out = tmp_path / "ens"
+    result = cli("ensemble", str(root / "runs"), f"--output_dir={out}", f"--data_dir={data}", "--tta=shifts")
+    assert result.code == 0, result.err[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["checkpoint"] for m in summary["members"]] == [str(root / f"runs/{n}/digits_cnn.ckpt") for n in "ab"]
+    assert summary["test_images"] == 60 and summary["test_time_augmentation"] == "shifts"
+    for name in ("confusion_matrix.png", "classification_report.txt", "misclassifications.png", "summary.txt"):
+        assert (out / name).is_file(), name
+    # The ONNX file takes images and gives [N, 10] whose softmax is the ensemble's probability, at any batch.
+    model = onnx.load(str(out / "digits_cnn.onnx"))
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["logits"]
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["test_time_augmentation"] == "shifts" and len(json.loads(metadata["members"])) == 2
+    images = as_model_input(torch.from_numpy(synthetic_digits(60, seed=1)[0])).numpy()
+    session = ort.InferenceSession(str(out / "digits_cnn.onnx"))
+    logits = session.run(["logits"], {"image": images})[0]
+    probabilities = np.exp(logits)
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert float((logits.argmax(1) == np.arange(60) % 10).mean()) == pytest.approx(summary["test_accuracy"])
+    np.testing.assert_allclose(session.run(["logits"], {"image": images[:1]})[0], logits[:1], atol=1e-5)
+
+
+def test_the_onnx_predictor_uses_an_ensemble_file_unchanged(members, tmp_path, _cli_main):
+    root, data = members
+    out = tmp_path / "ens"
+    _cli_main(["ensemble", str(root / "runs/a/digits_cnn.ckpt"), str(root / "runs/b/digits_cnn.ckpt"),
+               f"--output_dir={out}", f"--data_dir={data}"])  # fmt: skip
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    for i, digit in enumerate(synthetic_digits(3, seed=5)[0]):
+        Image.fromarray(255 - digit).save(drawn / f"{i}.png")
+    result = subprocess.run([sys.executable, "-m", "lightning_digits.onnx_predictor", str(out / "digits_cnn.onnx"),
+                             str(drawn)], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert len(rows) == 3 and all(0 < float(r["confidence"]) <= 1 for r in rows)
+
+
+def test_test_and_export_take_tta_for_any_checkpoint(cli, members, tmp_path):
+    root, data = members
+    checkpoint = root / "runs/a/digits_cnn.ckpt"
+    plain = cli("test", f"--ckpt_path={checkpoint}", f"--data.data_dir={data}", f"--artifacts_dir={tmp_path / 'p'}")
+    tta = cli("test", f"--ckpt_path={checkpoint}", f"--data.data_dir={data}", f"--artifacts_dir={tmp_path / 't'}",
+              "--model.tta=shifts_rotations")  # fmt: skip
+    assert plain.code == tta.code == 0, plain.err[-2000:] + tta.err[-2000:]
+    assert plain.out != tta.out, "the test figures must come from the averaged views"
+    exported = cli("export", f"--checkpoint={checkpoint}", f"--data_dir={data}", f"--output={tmp_path / 'm.onnx'}",
+                   "--tta=rotations")  # fmt: skip
+    assert exported.code == 0 and "onnxruntime matches PyTorch" in exported.err, exported.err[-2000:]
+    metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert metadata["test_time_augmentation"] == "rotations"
+
+
+def test_bad_ensembles_are_one_line(cli, members, tmp_path):
+    root, _ = members
+    one = cli("ensemble", str(root / "runs/a/digits_cnn.ckpt"), f"--output_dir={tmp_path}")
+    assert one.code == 2 and "at least two checkpoints" in one.err
+    unknown = cli("ensemble", str(root / "runs"), "--tta=sideways", f"--output_dir={tmp_path}")
+    assert unknown.code == 2 and "--tta 'sideways' is not a view set; choose one of none, shifts" in unknown.err
+    missing = cli("ensemble", str(tmp_path / "nope.ckpt"), str(root / "runs"), f"--output_dir={tmp_path}")
+    assert missing.code == 2 and "nope.ckpt does not exist" in missing.err

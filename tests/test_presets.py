@@ -1,0 +1,50 @@
+"""Configs by name or by path, and the one line a user gets for a config file that is missing or not YAML."""
+
+from __future__ import annotations
+
+import yaml
+
+from lightning_digits import presets
+
+from .conftest import REPO
+
+
+def test_a_preset_by_name_is_the_same_as_its_file(cli):
+    by_name = cli("fit", "-c", "fast", "--print_config")
+    by_path = cli("fit", f"--config={REPO / 'configs' / 'fast.yaml'}", "--print_config")
+    assert by_name.code == by_path.code == 0, by_name.err + by_path.err
+    assert by_name.out == by_path.out and yaml.safe_load(by_name.out)["model"]["channels"] == [16, 32, 64]
+
+
+def test_every_file_in_configs_is_a_preset():
+    assert presets.preset_names() == sorted(path.stem for path in (REPO / "configs").glob("*.yaml"))
+
+
+def test_an_unknown_preset_names_the_ones_there_are(cli):
+    result = cli("fit", "-c", "fsat", "--print_config")
+    assert result.code == 2 and result.out == ""
+    assert result.err.strip() == (
+        f"lightning-digits: error: config 'fsat' is neither a file nor a shipped preset (presets: ddp, fashion, fast, "
+        f"mnist in {presets.PRESETS_DIR}); give a path to a YAML file or one of those names"
+    )
+
+
+def test_a_missing_config_file_is_one_line(cli, tmp_path):
+    result = cli("fit", f"--config={tmp_path / 'nope.yaml'}")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert f"config file {tmp_path / 'nope.yaml'} does not exist" in result.err
+
+
+def test_a_config_that_is_not_yaml_names_the_file_and_the_place(cli, tmp_path):
+    broken = tmp_path / "mine.yaml"
+    broken.write_text("trainer:\n  max_epochs: [1\nmodel:\n  lr: 0.01\n")
+    result = cli("fit", "-c", str(broken), "--print_config")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert result.err.startswith(f"lightning-digits: error: {broken}: not valid YAML (") and "line 3" in result.err
+    assert "<unicode string>" not in result.err
+
+
+def test_inline_yaml_still_reaches_the_parser(cli):
+    result = cli("fit", "--config", "{trainer: {max_epochs: 3}}", "--print_config")
+    assert result.code == 0, result.err
+    assert yaml.safe_load(result.out)["trainer"]["max_epochs"] == 3
