@@ -137,7 +137,12 @@ def test_failed_parity_check_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_onnx_predictor_runs_without_torch(tmp_path):
-    export_onnx(DigitsCNN(Architecture(channels=(8, 16), hidden=32)), tmp_path / "m.onnx", [str(d) for d in range(10)], _images(8))
+    export_onnx(
+        DigitsCNN(Architecture(channels=(8, 16), hidden=32)),
+        tmp_path / "m.onnx",
+        [str(d) for d in range(10)],
+        _images(8),
+    )
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "torch.py").write_text("raise ImportError('torch is not available here')\n")
