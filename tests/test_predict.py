@@ -46,4 +46,5 @@ def test_a_missing_checkpoint_names_the_flag_the_user_gave(cli, tmp_path):
     result = cli("test", f"--ckpt_path={tmp_path / 'nope.ckpt'}")
     assert result.code == 2 and "pass --ckpt_path" in result.err and "--checkpoint" not in result.err
     result = cli("evaluate", f"--checkpoint={tmp_path / 'nope.ckpt'}")
-    assert result.code == 2 and "pass --checkpoint" in result.err
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert f"checkpoint {tmp_path / 'nope.ckpt'} does not exist" in result.err and "pass --checkpoint" in result.err
