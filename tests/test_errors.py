@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from .conftest import REPO, TINY_MODEL, run_cli, synthetic_digits, write_dataset
+from .conftest import REPO, TINY_MODEL, synthetic_digits, write_dataset
 
 SENTINELS = {"summary.json": '{"test_accuracy": 0.99}\n', "digits_cnn.onnx": "previous model"}
 
@@ -114,6 +114,7 @@ CASES = [
 
 
 REPRESENTATIVE = ["truncated file", "checkpoint of another model", "corrupt ONNX file", "unknown config key"]
+DEBUG = "evaluate with --debug"
 
 
 def _artifacts_with_sentinels(tmp_path: Path) -> Path:
@@ -150,19 +151,37 @@ def test_bad_input_gives_one_clear_line(case: Case, tmp_path: Path, cli, capsys)
     _assert_one_clear_line(case, stderr, art)
 
 
+@pytest.fixture(scope="module")
+def whole_program(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """The representative cases and the --debug run as real subprocesses, all started at once: most of each
+    one's time is importing torch and Lightning, which two cores do side by side."""
+    started = {}
+    for case in [c for c in CASES if c.name in REPRESENTATIVE]:
+        tmp = tmp_path_factory.mktemp("whole_program")
+        art = _artifacts_with_sentinels(tmp)
+        started[case.name] = [sys.executable, "-m", case.module, *case.args(tmp, art)], art
+    missing = tmp_path_factory.mktemp("debug") / "missing.ckpt"
+    started[DEBUG] = [sys.executable, "-m", "lightning_digits", "evaluate", f"--checkpoint={missing}", "--debug"], None
+    processes = {name: subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name, (command, _) in started.items()}  # fmt: skip
+    results = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=180)
+        results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), started[name][1]
+    return results
+
+
 @pytest.mark.parametrize("name", REPRESENTATIVE)
-def test_the_whole_program_shows_only_that_line(name: str, tmp_path: Path):
+def test_the_whole_program_shows_only_that_line(name: str, whole_program):
     """A real subprocess per kind of error (data, checkpoint, other entry point, argument), as a user runs it."""
     [case] = [c for c in CASES if c.name == name]
-    art = _artifacts_with_sentinels(tmp_path)
-    command = [sys.executable, "-m", case.module, *case.args(tmp_path, art)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    result, art = whole_program[name]
     assert result.returncode == 2, result.stderr[-2000:]
     _assert_one_clear_line(case, result.stderr, art)
 
 
-def test_debug_flag_shows_the_traceback(tmp_path):
-    result = run_cli("evaluate", f"--checkpoint={tmp_path / 'missing.ckpt'}", "--debug")
+def test_debug_flag_shows_the_traceback(whole_program):
+    result, _ = whole_program[DEBUG]
     assert result.returncode != 0 and "Traceback" in result.stderr
     assert "UserError" in result.stderr and "missing.ckpt" in result.stderr
 

@@ -49,7 +49,8 @@ def _saved(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("reliability") / "data", n_train=3000, n_test=200)
+    # 640 training images after the 200 for validation: 20 steps an epoch, several seconds apart to kill between.
+    return write_dataset(tmp_path_factory.mktemp("reliability") / "data", n_train=840, n_test=200)
 
 
 @pytest.mark.slow
