@@ -19,7 +19,7 @@ class _Stderr(logging.Handler):
 
 def show_notices_on_stderr() -> None:
     """Print the package's notices (INFO and up) on stderr as plain lines; for the command-line entry points."""
-    if not NOTICES.handlers:
+    if not any(isinstance(handler, _Stderr) for handler in NOTICES.handlers):
         NOTICES.addHandler(_Stderr())
         NOTICES.setLevel(logging.INFO)
         NOTICES.propagate = False

@@ -37,7 +37,8 @@ class TestResults:
 @torch.no_grad()
 def test_pass(net: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> TestResults:
     net.eval()
-    batches = (torch.from_numpy(images[i : i + batch_size]) for i in range(0, len(images), batch_size))
+    # A copy per batch: IDX arrays are read-only views of the file's bytes, which torch will not wrap.
+    batches = (torch.from_numpy(images[i : i + batch_size].copy()) for i in range(0, len(images), batch_size))
     logits = torch.cat([net(as_model_input(batch)) for batch in batches])
     targets = torch.from_numpy(labels.astype(np.int64))
     loss = float(F.cross_entropy(logits, targets))

@@ -32,7 +32,7 @@ class TestReports:
 
 def float_images(images: np.ndarray) -> np.ndarray:
     """uint8 [N, 28, 28] -> the model's float32 input [N, 1, 28, 28], as numpy for onnxruntime."""
-    return as_model_input(torch.from_numpy(images)).numpy()
+    return as_model_input(torch.from_numpy(images.copy())).numpy()  # a copy: IDX arrays are read-only
 
 
 def write_test_reports(
