@@ -9,16 +9,21 @@ import io
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from PIL import Image
 
 from lightning_digits.data.idx import read_idx
 from lightning_digits.data.images import _to_gray, to_mnist
 from lightning_digits.demo import WEB_DIR, serve_in_background
+from lightning_digits.export import export_onnx
+from lightning_digits.models.averaging import VIEW_SETS, Averaged
+from lightning_digits.models.cnn import Architecture, DigitsCNN
 
 from .conftest import REPO
 
@@ -34,8 +39,9 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def page():
+@contextmanager
+def _page_with(model_dir: Path):
+    """Headless Chromium on the demo page, serving the digits_cnn.onnx of `model_dir`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -45,7 +51,7 @@ def page():
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=900,700"):  # fmt: skip
         options.add_argument(flag)
-    server, address = serve_in_background(str(MODEL.parent))
+    server, address = serve_in_background(str(model_dir))
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         driver.get(address)
@@ -55,6 +61,12 @@ def page():
     finally:
         driver.quit()
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def page():
+    with _page_with(MODEL.parent) as driver:
+        yield driver
 
 
 def _wait(driver, script: str, timeout: float = 30) -> object:
@@ -123,3 +135,21 @@ def test_drawn_mnist_digits_are_recognised_and_match_python(page, real_mnist):
     if screenshot := os.environ.get("LIGHTNING_DIGITS_SCREENSHOT"):
         draw(page, strokes(images[0]))
         Path(screenshot).write_bytes(page.get_screenshot_as_png())
+
+
+def test_the_page_runs_an_ensemble_file_unchanged(real_mnist, tmp_path):
+    """Two networks averaged over the shifted views, exported as one file: the browser's probabilities are
+    onnxruntime's in Python for the same input (the views' GridSample and the averaging run in the page too)."""
+    torch.manual_seed(0)
+    members = [DigitsCNN(Architecture(channels=(8, 16), hidden=32)), DigitsCNN(Architecture(channels=(8,), hidden=0))]
+    digits = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz", 3)[:3]
+    check = digits[:, None].astype(np.float32) / 255
+    ensemble = Averaged(members, VIEW_SETS["shifts"])
+    export_onnx(ensemble, tmp_path / "digits_cnn.onnx", [str(d) for d in range(10)], check)
+    session = ort.InferenceSession(str(tmp_path / "digits_cnn.onnx"))
+    with _page_with(tmp_path) as driver:
+        for digit in digits:
+            result = draw(driver, strokes(digit))
+            browser_input = np.asarray(result["input"], dtype=np.float32).reshape(1, 1, 28, 28)
+            probabilities = np.exp(session.run(["logits"], {"image": browser_input})[0][0])
+            np.testing.assert_allclose(result["probabilities"], probabilities, atol=1e-4)
