@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser train evaluate demo serve test test-fast lint clean
+.PHONY: setup browser postgres train evaluate demo serve tune test test-fast lint clean
 
 $(STAMP): pyproject.toml web/package-lock.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -12,12 +12,18 @@ $(STAMP): pyproject.toml web/package-lock.json
 	$(BIN)/pip install -e ".[dev]"
 	npm ci --prefix web --no-audit --no-fund
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(MAKE) browser
+	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || $(MAKE) postgres
 	touch $(STAMP)
 
 # Debian's Chromium and ChromeDriver for tests/test_web.py (never a browser download). Where apt-get cannot
 # run (no root, not Debian), the browser test is skipped and says why.
 browser:
 	-apt-get install -y chromium chromium-driver || (apt-get update && apt-get install -y chromium chromium-driver)
+
+# Debian's PostgreSQL server for the test of two `tune` workers on one database (tests/test_tune.py starts a
+# throwaway cluster of its own; nothing runs as a service). Skipped with a reason where it cannot be installed.
+postgres:
+	-apt-get install -y postgresql || (apt-get update && apt-get install -y postgresql)
 
 setup: $(STAMP)
 
@@ -32,6 +38,9 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/lightning-digits serve
+
+tune: $(STAMP)
+	$(BIN)/lightning-digits tune -c tune
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

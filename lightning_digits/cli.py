@@ -34,11 +34,14 @@ from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS
 from lightning_digits.evaluation.ensemble import ensemble  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 from lightning_digits.serving.server import serve  # noqa: E402
+from lightning_digits.tracking import MlflowSettings  # noqa: E402
+from lightning_digits.tracking.trainer import mlflow_callbacks, mlflow_loggers  # noqa: E402
+from lightning_digits.tuning.command import tune  # noqa: E402
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 LIST_POSITIONAL = ("ensemble",)  # commands whose first argument is a list of items typed one by one
 # No Trainer needed: plain functions, dispatched before LightningCLI.
-PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "ensemble": ensemble, "demo": demo, "serve": serve}
+PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "ensemble": ensemble, "demo": demo, "serve": serve, "tune": tune}
 DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
 
 Training and inference: fit, validate, test, predict (Lightning's CLI; the mnist preset applies by default,
@@ -48,6 +51,7 @@ ensemble (several checkpoints averaged as one model). --tta on evaluate/export/e
 test/predict: test-time augmentation.
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
 Over HTTP: serve (POST /predict with image uploads or base64 JSON; LitServe, batched; /docs for the API).
+Hyperparameter search: tune -c tune (Optuna; each trial is a fit with overrides). MLflow: fit -c mlflow.
 Run `lightning-digits SUBCOMMAND --help` for the options of each."""
 
 
@@ -81,6 +85,7 @@ class DigitsCLI(LightningCLI):
         # Its state (time spent training) is saved in checkpoints; `evaluate` reports it.
         parser.add_lightning_class_args(Timer, "timer")
         parser.set_defaults({"timer.interval": "step"})  # the default is an enum that config.yaml cannot hold
+        parser.add_class_arguments(MlflowSettings, "mlflow")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
         super().parse_arguments(parser, args)
@@ -109,9 +114,11 @@ class DigitsCLI(LightningCLI):
             kwargs["logger"] = [
                 CSVLogger(config.artifacts_dir, name=artifacts.LOGS),
                 TensorBoardLogger(config.artifacts_dir, name=artifacts.TENSORBOARD),
+                *mlflow_loggers(config.mlflow),
             ]
         # Not a config option: it must write beside the last checkpoint for `--ckpt_path last` to find it.
         kwargs["callbacks"] = [*(config.trainer.callbacks or []), InterruptCheckpoint(config.checkpoint.dirpath)]
+        kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
         return super().instantiate_trainer(**kwargs)
 
 
@@ -131,9 +138,12 @@ def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsona
         )
 
 
-def run_lightning(argv: list[str] | None) -> None:
+def run_lightning(
+    argv: list[str] | None, callbacks: list | None = None, cli_class: type[DigitsCLI] = DigitsCLI
+) -> DigitsCLI:
+    """`callbacks` join the Trainer's (tune's pruning); `cli_class` lets tune check a trial's config unrun."""
     default_configs = [str(presets.default_config())]
-    DigitsCLI(
+    return cli_class(
         LitDigits,
         DigitsDataModule,
         seed_everything_default=42,
@@ -150,6 +160,7 @@ def run_lightning(argv: list[str] | None) -> None:
             },
         },
         args=argv,
+        trainer_defaults={"callbacks": callbacks} if callbacks else None,
     )
 
 
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.argv[1:] = args
         if args and args[0] in PLAIN_COMMANDS:
             command_args = _one_list_positional(args[1:]) if args[0] in LIST_POSITIONAL else args[1:]
+            command_args = ["--config" if arg == "-c" else arg for arg in command_args]  # jsonargparse's spelling
             prog = f"lightning-digits {args[0]}"
             auto_cli(PLAIN_COMMANDS[args[0]], args=command_args, prog=prog, exit_on_error=False)
         else:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from lightning_digits import artifacts
+from lightning_digits import artifacts, tracking
 from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
 from lightning_digits.data.sources import DATASETS, load_split, training_set_size
@@ -102,6 +103,7 @@ def evaluate(
     """
     refuse_multiprocess("evaluate")
     check_view_set(tta)
+    started = time.time()
     loaded = load_checkpoint(checkpoint)
     out = Path(checkpoint).parent
     ensure_writable_dir(out, "--checkpoint (files go beside it)")
@@ -132,6 +134,8 @@ def evaluate(
         summary["baselines"] = {r["model"]: {"accuracy": r["accuracy"], "fit_seconds": r["fit_seconds"]} for r in rows}
     write_summary(summary, out)
     say(f"done: test accuracy {written.results.accuracy:.4f}, loss {written.results.loss:.4f}; files in {out}/")
+    if run_id := tracking.log_files_since(out, started):  # when the fit there logged to MLflow
+        say(f"        and logged to MLflow run {run_id}")
 
 
 def write_summary(summary: dict, out: Path) -> None:
