@@ -244,18 +244,20 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_retried
                          cwd=tmp_path, stderr=log, stdout=log, env=env)
         for log in logs
     )  # fmt: skip
+    storage = optuna.storages.RDBStorage(postgres)  # one connection pool: polls take milliseconds, not a connect
     try:
-        deadline = time.monotonic() + 120
+        deadline, states = time.monotonic() + 120, set()
         while time.monotonic() < deadline and a.poll() is None:  # until `a` has finished a trial and started one
             try:
-                trials = optuna.load_study(study_name="tiny", storage=postgres).get_trials()
+                trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
             except KeyError:  # not created yet
                 trials = []
             states = {t.state.name for t in trials if _worker_of(t) == a.pid}
             if {"COMPLETE", "RUNNING"} <= states:
                 break
-            time.sleep(0.1)
+            time.sleep(0.02)
         a.kill()
+        assert {"COMPLETE", "RUNNING"} <= states, f"worker a was not caught inside its second trial: {states}"
         killed_at = time.monotonic()
         assert b.wait(timeout=120) == 0, (tmp_path / "worker_1.log").read_text()[-3000:]
     finally:
