@@ -42,12 +42,16 @@ serve: $(STAMP)
 tune: $(STAMP)
 	$(BIN)/lightning-digits tune -c tune
 
+# Two pytest workers, one file each at a time (module fixtures stay in one process): most tests wait on a
+# subprocess, a server or a database, so two keep both cores busy (docs/performance.md has the timings).
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The edit loop: everything but the tests marked slow (kills, DDP, real-MNIST fits, the browser).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
