@@ -78,7 +78,6 @@ class Averaged(nn.Module):
 
 
 def with_views(net: nn.Module, view_set: str) -> nn.Module:
-    """`net` itself for "none", else `net` averaged over the named views."""
-    if view_set not in VIEW_SETS:
-        raise ValueError(f"unknown view set {view_set!r}; choose one of {', '.join(VIEW_SETS)}")
+    """`net` itself for "none", else `net` averaged over the named views (callers validate the name where it
+    enters: the CLI's --tta and LitDigits' tta)."""
     return net if view_set == "none" else Averaged([net], VIEW_SETS[view_set])
