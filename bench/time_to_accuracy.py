@@ -6,7 +6,8 @@ Each run is the real command in a subprocess (`lightning-digits fit`, then `test
 fixed epochs, the test set is never used to stop). The fit time is the Timer's time in the fit loop
 (validation included, process start-up and imports not). `--tta VIEWS` also tests each run with test-time
 augmentation (views chosen beforehand on validation with bench/tta.py), timing that test pass apart;
-`--keep DIR` keeps each run in DIR/seed_N, e.g. for `lightning-digits ensemble DIR`. Prints a table, the
+`--keep DIR` keeps each run in DIR/seed_N, e.g. for `lightning-digits ensemble DIR` or bench/ensembles.py
+(`--first-seed` adds more seeds to a kept folder). Prints a table, the
 mean, min, max and median, and one JSON line.
 """
 
@@ -26,14 +27,18 @@ from lightning_digits import artifacts
 from lightning_digits.checkpoints import load_checkpoint
 
 
+def _latest_metrics(folder: Path) -> list[dict]:
+    latest = max(folder.glob("logs/version_*"), key=lambda p: int(p.name.removeprefix("version_")))
+    return list(csv.DictReader(open(latest / "metrics.csv")))
+
+
 def _test(common: list[str], final: Path, folder: Path, tta: str) -> tuple[float, float]:
     """(test accuracy, seconds of the test command) of the final checkpoint, with the given views."""
     test = [sys.executable, "-m", "lightning_digits", "test", *common, f"--ckpt_path={final}", f"--model.tta={tta}"]
     start = time.perf_counter()
     subprocess.run(test, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    latest = max(folder.glob("logs/version_*"), key=lambda p: int(p.name.removeprefix("version_")))
-    [row] = [r for r in csv.DictReader(open(latest / "metrics.csv")) if r.get("test_acc")]
+    [row] = [r for r in _latest_metrics(folder) if r.get("test_acc")]
     return float(row["test_acc"]), seconds
 
 
@@ -41,11 +46,12 @@ def run(config: list[str], seed: int, folder: Path, extra: list[str], tta: str) 
     common = [*config, f"--artifacts_dir={folder}", f"--seed_everything={seed}", "--progress_bar.refresh_rate=0"]
     fit = [sys.executable, "-m", "lightning_digits", "fit", *common, *extra]
     subprocess.run(fit, check=True, capture_output=True, text=True)
+    last_validation = float([r for r in _latest_metrics(folder) if r.get("val_acc")][-1]["val_acc"])
     final = folder / artifacts.FINAL_CHECKPOINT
     accuracy, _ = _test(common, final, folder, "none")
     fitted = load_checkpoint(final)
-    result = {"seed": seed, "test_accuracy": accuracy, "fit_seconds": fitted.training_seconds,
-              "epochs": fitted.epoch + 1}  # fmt: skip
+    result = {"seed": seed, "val_accuracy": last_validation, "test_accuracy": accuracy,
+              "fit_seconds": fitted.training_seconds, "epochs": fitted.epoch + 1}  # fmt: skip
     if tta != "none":
         result["tta_test_accuracy"], result["tta_test_command_seconds"] = _test(common, final, folder, tta)
     return result
@@ -55,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", action="append", default=[], help="config file(s) layered on the default")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     parser.add_argument("--tta", default="none", help="also test with these views (models/averaging.py VIEW_SETS)")
     parser.add_argument("--keep", type=Path, help="keep each run in KEEP/seed_N instead of a temporary folder")
     parser.add_argument("extra", nargs="*", help="more `fit` flags, after --")
@@ -62,21 +69,22 @@ def main() -> None:
     config = [f"--config={c}" for c in args.config]
     results = []
     print(
-        f"{'seed':>4} {'test acc':>9} {'fit s':>7} {'epochs':>6}"
+        f"{'seed':>4} {'val acc':>8} {'test acc':>9} {'fit s':>7} {'epochs':>6}"
         + (f" {'with ' + args.tta:>20}" * (args.tta != "none"))
     )
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             folder = args.keep / f"seed_{seed}" if args.keep else Path(tmp)
             result = run(config, seed, folder, args.extra, args.tta)
         results.append(result)
         tta = f" {result['tta_test_accuracy']:20.4f}" if "tta_test_accuracy" in result else ""
         print(
-            f"{seed:4} {result['test_accuracy']:9.4f} {result['fit_seconds']:7.1f} {result['epochs']:6}{tta}",
+            f"{seed:4} {result['val_accuracy']:8.4f} {result['test_accuracy']:9.4f} {result['fit_seconds']:7.1f} "
+            f"{result['epochs']:6}{tta}",
             flush=True,
         )
     summary = {"median_fit_seconds": statistics.median(r["fit_seconds"] for r in results)}
-    for key in ("test_accuracy", "tta_test_accuracy"):
+    for key in ("val_accuracy", "test_accuracy", "tta_test_accuracy"):
         values = [r[key] for r in results if key in r]
         if values:
             summary |= {f"mean_{key}": statistics.mean(values), f"min_{key}": min(values), f"max_{key}": max(values)}

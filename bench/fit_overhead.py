@@ -1,0 +1,160 @@
+"""Lightning's fit loop against a bare PyTorch training loop: the same network, optimizer, batches and
+augmentation, in one process, taking turns.
+
+    LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/fit_overhead.py [--rounds 3] [--steps 150]
+        [-c configs/fast.yaml] [-- more fit flags]
+
+- bare loop: the data module's loader and batch hook, then autocast forward, cross-entropy, zero_grad,
+  backward, optimizer step: nothing else (the reference);
+- `lightning-digits fit`: the real command's fit (its callbacks, loggers, metrics and progress bar, built by
+  the same CLI in this process), timed by a callback over the same steps;
+- plain Trainer: Lightning's loop with no logger, progress bar, checkpointing or callbacks of ours, to tell
+  the loop's own cost from that of what the command adds.
+Both Lightning rows time the steps after the first `--warmup` ones, from the end of one step to the end of
+the last (fetching, the batch hook, the step and every hook in between), so set-up and validation are not
+counted. Prints the median ms per step of each row over the rounds, the overheads and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from functools import partial
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from lightning_digits.cli import DigitsCLI, run_lightning
+
+
+class StepClock(pl.Callback):
+    """Seconds per step from the end of step `warmup - 1` to the end of the last step."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.warmup:  # global_step counts optimizer steps already taken
+            self.start = time.perf_counter()
+        elif trainer.global_step > self.warmup:
+            self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+
+    @property
+    def seconds_per_step(self) -> float:
+        return (self.end - self.start) / self.steps
+
+
+def _fit_flags(config: list[str], steps: int, extra: list[str], folder: str) -> list[str]:
+    # One epoch of exactly `steps` batches; its validation comes after the timed steps.
+    return [*[f"--config={c}" for c in config], f"--artifacts_dir={folder}", "--trainer.max_epochs=1",
+            f"--trainer.limit_train_batches={steps}", "--trainer.num_sanity_val_steps=0",
+            *extra]  # fmt: skip
+
+
+def command_fit(flags: list[str], warmup: int) -> float:
+    clock = StepClock(warmup)
+    run_lightning(["fit", *flags], callbacks=[clock])
+    return clock.seconds_per_step
+
+
+class _Built(Exception):
+    def __init__(self, cli: DigitsCLI) -> None:
+        self.model, self.data, self.precision = cli.model, cli.datamodule, str(cli.config.fit.trainer.precision)
+
+
+class _BuildOnly(DigitsCLI):
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN201
+        raise _Built(self)
+
+
+def built_by_fit(flags: list[str]) -> _Built:
+    """The model and data module (set up for fit) that `fit` builds from these flags, and its precision."""
+    try:
+        run_lightning(["fit", *flags], cli_class=_BuildOnly)
+    except _Built as built:
+        built.data.setup("fit")
+        return built
+    raise RuntimeError("fit built no model")
+
+
+def plain_trainer_fit(flags: list[str], steps: int, warmup: int, folder: str) -> float:
+    built = built_by_fit(flags)
+    clock = StepClock(warmup)
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=steps, num_sanity_val_steps=0, precision=built.precision, logger=False,
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[clock],
+        default_root_dir=folder, devices=1,
+    )  # fmt: skip
+    trainer.fit(built.model, datamodule=built.data)
+    return clock.seconds_per_step
+
+
+def bare_loop(flags: list[str], steps: int, warmup: int) -> float:
+    built = built_by_fit(flags)
+    model, data = built.model, built.data
+    model.trainer = data.trainer = _Training(steps)  # type: ignore[assignment]
+    optimizer = model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    bf16 = built.precision.startswith("bf16")
+    batches = iter(data.train_dataloader())
+    model.train()
+    for step in range(steps):
+        if step == warmup:
+            start = time.perf_counter()
+        images, labels = data.on_after_batch_transfer(next(batches), 0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(images), labels, label_smoothing=model.hparams.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / (steps - warmup)
+
+
+class _Training:
+    """Stands in for a Trainer: the batch hook augments while its trainer is training, and the one-cycle
+    schedule asks it for the run's length."""
+
+    training, global_rank, world_size = True, 0, 1
+
+    def __init__(self, steps: int) -> None:
+        self.estimated_stepping_batches = steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--config", action="append", default=[], help="config file(s) layered on the default")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of the three rows, each first in turn")
+    parser.add_argument("--steps", type=int, default=150, help="training steps per run")
+    parser.add_argument("--warmup", type=int, default=20, help="steps not timed at the start of each run")
+    parser.add_argument("extra", nargs="*", help="more `fit` flags, after --")
+    args = parser.parse_args()
+    samples: dict[str, list[float]] = {"bare loop": [], "lightning-digits fit": [], "plain Trainer": []}
+    for round_ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as folder:
+            flags = _fit_flags(args.config, args.steps, args.extra, folder)
+            rows = {
+                "bare loop": partial(bare_loop, flags, args.steps, args.warmup),
+                "lightning-digits fit": partial(command_fit, flags, args.warmup),
+                "plain Trainer": partial(plain_trainer_fit, flags, args.steps, args.warmup, folder),
+            }
+            names = list(rows)
+            for name in names[round_ % 3 :] + names[: round_ % 3]:  # each row goes first in turn
+                samples[name].append(rows[name]())
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {1000 * v[-1]:.1f} ms" for k, v in samples.items()), flush=True)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    reference = medians["bare loop"]
+    print(f"{'row':22} {'ms/step':>8} {'min':>7} {'max':>7} {'vs bare loop':>13}")
+    for name, values in samples.items():
+        print(f"{name:22} {1000 * medians[name]:8.2f} {1000 * min(values):7.2f} {1000 * max(values):7.2f} "
+              f"{100 * (medians[name] / reference - 1):12.1f}%")  # fmt: skip
+    print(json.dumps({"config": args.config, "extra": args.extra, "steps": args.steps, "warmup": args.warmup,
+                      "ms_per_step": {k: [1000 * v for v in vs] for k, vs in samples.items()},
+                      "overhead": {k: medians[k] / reference - 1 for k in samples}}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
