@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import yaml
 
 from lightning_digits import presets
@@ -50,3 +52,19 @@ def test_inline_yaml_still_reaches_the_parser(cli):
     result = cli("fit", "--config", "{trainer: {max_epochs: 3}}", "--print_config")
     assert result.code == 0, result.err
     assert yaml.safe_load(result.out)["trainer"]["max_epochs"] == 3
+
+
+def test_the_best_preset_trains_its_three_block_network_with_its_one_cycle_schedule(cli, tiny_data, tmp_path):
+    art = tmp_path / "art"
+    fit = cli(
+        "fit", "-c", "best", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
+        f"--artifacts_dir={art}", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
+    )  # fmt: skip
+    assert fit.code == 0, fit.err[-3000:]
+    config = yaml.safe_load((art / "logs" / "version_0" / "config.yaml").read_text())
+    assert config["model"]["channels"] == [32, 64, 128] and config["model"]["scheduler"] == "one_cycle"
+    preset = yaml.safe_load((presets.PRESETS_DIR / "best.yaml").read_text())
+    assert preset["early_stopping"]["patience"] > preset["trainer"]["max_epochs"], "a one-cycle run goes to its end"
+    with open(art / "logs" / "version_0" / "metrics.csv") as log:
+        validations = [row for row in csv.DictReader(log) if row["val_acc"]]
+    assert len(validations) == 2, "validated after each of the two epochs"
