@@ -29,7 +29,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from lightning_digits.cli import DigitsCLI, run_lightning
+from lightning_digits.cli import build_without_trainer, run_lightning
 
 
 class StepClock(pl.Callback):
@@ -62,28 +62,17 @@ def command_fit(flags: list[str], warmup: int) -> float:
     return clock.seconds_per_step
 
 
-class _Built(Exception):
-    def __init__(self, cli: DigitsCLI) -> None:
-        self.model, self.data, self.precision = cli.model, cli.datamodule, str(cli.config.fit.trainer.precision)
-
-
-class _BuildOnly(DigitsCLI):
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN201
-        raise _Built(self)
-
-
-def built_by_fit(flags: list[str]) -> _Built:
+class _Parts:
     """The model and data module (set up for fit) that `fit` builds from these flags, and its precision."""
-    try:
-        run_lightning(["fit", *flags], cli_class=_BuildOnly)
-    except _Built as built:
-        built.data.setup("fit")
-        return built
-    raise RuntimeError("fit built no model")
+
+    def __init__(self, flags: list[str]) -> None:
+        cli = build_without_trainer(["fit", *flags])
+        self.model, self.data, self.precision = cli.model, cli.datamodule, str(cli.config.fit.trainer.precision)
+        self.data.setup("fit")
 
 
 def plain_trainer_fit(flags: list[str], steps: int, warmup: int, folder: str) -> float:
-    built = built_by_fit(flags)
+    built = _Parts(flags)
     clock = StepClock(warmup)
     trainer = pl.Trainer(
         max_epochs=1, limit_train_batches=steps, num_sanity_val_steps=0, precision=built.precision, logger=False,
@@ -95,7 +84,7 @@ def plain_trainer_fit(flags: list[str], steps: int, warmup: int, folder: str) ->
 
 
 def bare_loop(flags: list[str], steps: int, warmup: int) -> float:
-    built = built_by_fit(flags)
+    built = _Parts(flags)
     model, data = built.model, built.data
     model.trainer = data.trainer = _Training(steps)  # type: ignore[assignment]
     optimizer = model.configure_optimizers()

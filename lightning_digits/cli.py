@@ -141,7 +141,7 @@ def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsona
 def run_lightning(
     argv: list[str] | None, callbacks: list | None = None, cli_class: type[DigitsCLI] = DigitsCLI
 ) -> DigitsCLI:
-    """`callbacks` join the Trainer's (tune's pruning); `cli_class` lets tune check a trial's config unrun."""
+    """`callbacks` join the Trainer's (tune's pruning); `cli_class` lets build_without_trainer stop early."""
     default_configs = [str(presets.default_config())]
     return cli_class(
         LitDigits,
@@ -162,6 +162,29 @@ def run_lightning(
         args=argv,
         trainer_defaults={"callbacks": callbacks} if callbacks else None,
     )
+
+
+class _Built(Exception):
+    """Raised once the model and the data module are built, before any Trainer: carries the CLI."""
+
+    def __init__(self, cli: DigitsCLI) -> None:
+        self.cli = cli
+
+
+class _BuildOnly(DigitsCLI):
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN201
+        raise _Built(self)
+
+
+def build_without_trainer(argv: list[str]) -> DigitsCLI:
+    """What `argv` (e.g. `["fit", ...]`) parses to, with its model and data module built (their range checks
+    run) but no Trainer and nothing run: tune checks a trial's settings with it, and bench/fit_overhead.py trains
+    the same parts in a plain loop. Raises UserError (or jsonargparse's ArgumentError) as the command would."""
+    try:
+        run_lightning(argv, cli_class=_BuildOnly)
+    except _Built as built:
+        return built.cli
+    raise UserError(f"nothing to build from: lightning-digits {' '.join(argv)}")
 
 
 def _one_list_positional(args: list[str]) -> list[str]:

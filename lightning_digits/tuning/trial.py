@@ -12,8 +12,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 
 from lightning_digits.callbacks import DigitsCheckpoint
-from lightning_digits.cli import DigitsCLI, run_lightning
-from lightning_digits.errors import UserError
+from lightning_digits.cli import build_without_trainer, run_lightning
 
 OBJECTIVE = "val_acc"
 # A trial's best checkpoint is the one the objective judges: its best validation accuracy.
@@ -42,26 +41,11 @@ def fit_args(configs: list[str], fixed: list[str], overrides: list[str], folder:
     ]
 
 
-class _Checked(Exception):
-    """Raised once the model and the data module are built: the configuration is known good, nothing ran."""
-
-    def __init__(self, config: object) -> None:
-        self.config = config
-
-
-class _CheckOnly(DigitsCLI):
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN201
-        raise _Checked(self.config[self.subcommand])
-
-
 def check(args: list[str]):  # noqa: ANN201 - the parsed `fit` config (a jsonargparse Namespace)
     """Parse `args` with fit's own parser and build the model and data module (their range checks run), without
     a Trainer: raises UserError (or jsonargparse's ArgumentError) on a key or value that fit would refuse."""
-    try:
-        run_lightning(args, cli_class=_CheckOnly)
-    except _Checked as checked:
-        return checked.config
-    raise UserError(f"could not check the trial's settings: {' '.join(args)}")
+    built = build_without_trainer(args)
+    return built.config[built.subcommand]
 
 
 def run_fit(args: list[str], callbacks: list[Callback]) -> FitResult:
