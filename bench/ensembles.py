@@ -64,7 +64,16 @@ def main() -> None:
     print(f"ensembles of {args.members} (tta {args.tta}): mean {summary['mean']:.4f}, min {summary['min']:.4f}, "
           f"max {summary['max']:.4f}; training at most {summary['max_training_seconds']:.0f} s each")  # fmt: skip
     print(
-        json.dumps({"runs": str(args.runs), "members": args.members, "tta": args.tta, "ensembles": results, **summary})
+        json.dumps(
+            {
+                "runs": str(args.runs),
+                "members": args.members,
+                "checkpoint": args.checkpoint,
+                "tta": args.tta,
+                "ensembles": results,
+                **summary,
+            }
+        )
     )
 
 

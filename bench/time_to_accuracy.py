@@ -7,8 +7,8 @@ fixed epochs, the test set is never used to stop). The fit time is the Timer's t
 (validation included, process start-up and imports not). `--tta VIEWS` also tests each run with test-time
 augmentation (views chosen beforehand on validation with bench/tta.py), timing that test pass apart;
 `--keep DIR` keeps each run in DIR/seed_N, e.g. for `lightning-digits ensemble DIR` or bench/ensembles.py
-(`--first-seed` adds more seeds to a kept folder). Prints a table, the
-mean, min, max and median, and one JSON line.
+(`--first-seed` adds more seeds to a kept folder). Prints a table, the mean, min, max and median, and one JSON
+line.
 """
 
 from __future__ import annotations
