@@ -1,14 +1,17 @@
-"""HTTP serving: `lightning-digits serve` (LitServe) with batching on and off, beside a minimal plain FastAPI +
-uvicorn endpoint around the same onnxruntime session and the same preprocessing, in one run.
+"""HTTP serving, side by side in one run: `lightning-digits serve` as it ships (its default workers, one per
+core), LitServe as the project served before (the `serving/` package of an earlier commit, run from a copy,
+while litserve is installed), and a minimal plain FastAPI endpoint in one uvicorn process around the same
+onnxruntime session and preprocessing.
 
-    .venv/bin/python bench/serve.py [--model artifacts_digits/digits_cnn.onnx] [--seconds 4]
+    .venv/bin/python bench/serve.py [--model artifacts_digits/digits_cnn.onnx] [--seconds 4] [--only NAME ...]
 
-Each server runs in its own process group on 127.0.0.1; the load is single-image PNG uploads (real MNIST test
-digits) from closed-loop clients at concurrency 1, 8 and 32, for a fixed time each. Prints requests/s, p50 and
-p99 latency, errors, and the CPU seconds each process spent (the profile: who uses the cores), then one JSON
-line. The load generator is a bare asyncio HTTP/1.1 keep-alive client (a few lines, to take as little CPU as
-possible), and it shares the machine's cores with the server: on a small machine its share is part of the
-result.
+Each server runs in its own process group on 127.0.0.1. The load is single-image uploads of real MNIST test
+digits, as multipart and as a raw image/png body, from closed-loop keep-alive clients at concurrency 1, 8, 32
+and 128, for a fixed time each. Prints requests/s, p50 and p99 latency, errors, the CPU milliseconds each
+process spent per request (the profile: who uses the cores), the time from launch to a healthy /health, and
+the time a SIGTERM to the main process under load (16 clients) takes to end every process; then one JSON
+line. The load generator is a bare asyncio HTTP/1.1 client in this process, and it shares the machine's
+cores with the server: on a small machine its share is part of the result.
 """
 
 import argparse
@@ -17,26 +20,29 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, UploadFile
 from PIL import Image
 
-from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL
-from lightning_digits.data.idx import read_idx
-from lightning_digits.data.images import read_digit
-from lightning_digits.onnx_predictor import OnnxDigits
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/harness.py: the one way this project starts and stops a server
+
+from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL  # noqa: E402
+from lightning_digits.data.idx import read_idx  # noqa: E402
+from lightning_digits.data.images import read_digit  # noqa: E402
+from lightning_digits.onnx_predictor import OnnxDigits  # noqa: E402
+from tests.harness import ProcessGroup, free_port  # noqa: E402
+
 DATA = Path(os.environ.get("LIGHTNING_DIGITS_DATA", REPO.parent / "shared" / "data" / "mnist"))
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 8, 32, 128)
 BOUNDARY = "benchboundary7f3a"
+LITSERVE_COMMIT = "08a15e8"  # the last commit that served with LitServe (batch 64 / 5 ms by default)
 
 
 def plain_app(model: str) -> FastAPI:
@@ -66,75 +72,50 @@ def plain_app(model: str) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
-                if answer.status == 200:
-                    return process
-        except OSError:
-            time.sleep(0.2)
-    stop(process)
-    raise SystemExit(f"server did not become healthy within 60 s: {log.read_text()[-2000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGINT)
+def litserve_copy(folder: Path) -> dict[str, str] | None:
+    """The environment that runs LITSERVE_COMMIT's package from a copy in `folder`; None without litserve."""
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        import litserve  # noqa: F401
+    except ImportError:
+        return None
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", LITSERVE_COMMIT, "lightning_digits"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    folder.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return {**os.environ, "PYTHONPATH": str(folder)}
 
 
 def group_cpu_seconds(pgid: int) -> dict[str, float]:
-    """utime + stime of every live process in the group, by a short role name."""
+    """utime + stime of every live process in the group, by role."""
     tick = os.sysconf("SC_CLK_TCK")
     seconds: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
+        except (OSError, IndexError):
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) != pgid:  # field 5 of /proc/PID/stat: the process group
+        if int(fields[2]) != pgid or "resource_tracker" in cmdline:
             continue
-        role = (
-            "worker (spawned)"
-            if "spawn_main" in cmdline
-            else ("main" if entry.name == str(pgid) else f"forked {entry.name}")
-        )
-        if "resource_tracker" in cmdline:
-            continue
+        role = "main" if entry.name == str(pgid) else f"worker {entry.name}"
         seconds[role] = seconds.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return seconds
 
 
-def upload(png: bytes) -> bytes:
+def multipart(png: bytes) -> bytes:
     body = (
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + png
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()  # fmt: skip
+    return request(f"multipart/form-data; boundary={BOUNDARY}", body)
+
+
+def request(content_type: str, body: bytes) -> bytes:
     head = (
-        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    return head + body
+    )
+    return head.encode() + body
 
 
 async def client(port: int, requests: list[bytes], deadline: float, latencies: list[float], errors: list[str]) -> None:
@@ -155,6 +136,8 @@ async def client(port: int, requests: list[bytes], deadline: float, latencies: l
             latencies.append(time.perf_counter() - started)
             if not head.startswith(b"HTTP/1.1 200") or b'"predicted"' not in body:
                 errors.append(head.split(b"\r\n", 1)[0].decode() + " " + body[:200].decode(errors="replace"))
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        errors.append(f"connection: {exc!r}")
     finally:
         writer.close()
 
@@ -164,8 +147,7 @@ async def load(port: int, requests: list[bytes], concurrency: int, seconds: floa
     errors: list[str] = []
     await asyncio.gather(*(client(port, requests, time.perf_counter() + 0.5, [], []) for _ in range(concurrency)))
     started = time.perf_counter()
-    deadline = started + seconds
-    await asyncio.gather(*(client(port, requests, deadline, latencies, errors) for _ in range(concurrency)))
+    await asyncio.gather(*(client(port, requests, started + seconds, latencies, errors) for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000
     return {
@@ -179,10 +161,27 @@ async def load(port: int, requests: list[bytes], concurrency: int, seconds: floa
     }
 
 
+async def stop_under_load(server: ProcessGroup, port: int, requests: list[bytes]) -> float:
+    """Seconds from SIGTERM to the main process, with 16 clients sending, until no process of the group is left."""
+    clients = asyncio.gather(
+        *(client(port, requests, time.perf_counter() + 30, [], []) for _ in range(16)), return_exceptions=True
+    )
+    await asyncio.sleep(1.0)
+    stopped = time.perf_counter()
+    server.send(signal.SIGTERM)
+    while server.process.poll() is None or server.members():
+        if time.perf_counter() - stopped > 40:
+            break
+        await asyncio.sleep(0.02)
+    took = time.perf_counter() - stopped
+    clients.cancel()
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=f"{DEFAULT_DIR}/{ONNX_MODEL}")
-    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per server and concurrency")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per server, body and concurrency")
     parser.add_argument("--only", nargs="*", help="names of the servers to run (default: all)")
     parser.add_argument("--plain-app", action="store_true", help=argparse.SUPPRESS)  # the baseline's own process
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -193,50 +192,69 @@ def main() -> None:
         uvicorn.run(plain_app(args.model), host="127.0.0.1", port=args.port, log_level="warning")
         return
 
-    digits = read_idx(DATA / "t10k-images-idx3-ubyte.gz", 3)[:100]
+    model = str(Path(args.model).resolve())
     pngs = []
-    for digit in digits:
+    for digit in read_idx(DATA / "t10k-images-idx3-ubyte.gz", 3)[:100]:
         buffer = io.BytesIO()
         Image.fromarray(digit).save(buffer, format="PNG")
-        pngs.append(upload(buffer.getvalue()))
+        pngs.append(buffer.getvalue())
+    bodies = {"multipart": [multipart(png) for png in pngs], "raw": [request("image/png", png) for png in pngs]}
 
-    serve = [sys.executable, "-m", "lightning_digits.serving", f"--model={args.model}"]
-    servers = {
-        "litserve batch 64 / 5 ms": serve + ["--max_batch_size=64", "--batch_timeout=0.005"],
-        "litserve no batching": serve + ["--max_batch_size=1"],
-        "litserve batch 64 / 5 ms, 2 workers": serve + ["--max_batch_size=64", "--batch_timeout=0.005", "--workers=2"],
-        "plain fastapi+uvicorn": [sys.executable, __file__, "--plain-app", f"--model={args.model}"],
-    }
-    rows, profiles = [], {}
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
-    for name, command in servers.items():
+    scratch = Path(tempfile.mkdtemp(prefix="bench_serve_"))
+    litserve_env = litserve_copy(scratch / "litserve")  # None: the reference row is left out
+    serve = [sys.executable, "-m", "lightning_digits.serving", f"--model={model}"]
+    servers = {  # name: (command, environment, the bodies it takes)
+        "serve (default)": (serve, None, ("multipart", "raw")),
+        "plain fastapi+uvicorn, 1 process": ([sys.executable, __file__, "--plain-app", f"--model={model}"], None,
+                                             ("multipart",)),
+    }  # fmt: skip
+    if litserve_env:
+        servers[f"litserve as in {LITSERVE_COMMIT} (batch 64 / 5 ms)"] = (serve, litserve_env, ("multipart",))
+    rows, profiles, lifecycle = [], {}, {}
+    for name, (command, env, kinds) in servers.items():
         if args.only and name not in args.only:
             continue
         port = free_port()
-        process = start([*command, f"--port={port}"], port, logs / f"bench_serve_{port}.log")
+        server = ProcessGroup([*command, f"--port={port}"], scratch / f"{port}.log", cwd=scratch, env=env)
         try:
-            before = group_cpu_seconds(process.pid)
-            client_before = time.process_time()
-            for concurrency in CONCURRENCY:
-                row = {"server": name, **asyncio.run(load(port, pngs, concurrency, args.seconds))}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-            after = group_cpu_seconds(process.pid)
-            profiles[name] = {
-                "load generator": round(time.process_time() - client_before, 1),
-                **{role: round(after[role] - before.get(role, 0.0), 1) for role in after},
-            }
-            print(f"  CPU seconds over the three runs: {profiles[name]}", flush=True)
+            started = server.wait_healthy(f"http://127.0.0.1:{port}/health")
+            before = group_cpu_seconds(server.pgid)
+            served = 0
+            for kind in kinds:
+                for concurrency in CONCURRENCY:
+                    row = {
+                        "server": name,
+                        "body": kind,
+                        **asyncio.run(load(port, bodies[kind], concurrency, args.seconds)),
+                    }
+                    rows.append(row)
+                    served += row["requests"]
+                    print(json.dumps(row), flush=True)
+            after = group_cpu_seconds(server.pgid)
+            profiles[name] = {role: round(1000 * (after[role] - before.get(role, 0.0)) / served, 3) for role in after}
+            print(f"  CPU ms per request, by process: {profiles[name]}", flush=True)
+            stop = asyncio.run(stop_under_load(server, port, bodies["multipart"]))
+            lifecycle[name] = {"healthy_after_s": round(started, 2), "sigterm_to_all_gone_s": round(stop, 2),
+                               "left_running": len(server.members())}  # fmt: skip
+            print(f"  {lifecycle[name]}", flush=True)
         finally:
-            stop(process)
+            server.kill()
 
     print(f"\n{os.cpu_count()} cores; {args.seconds:g} s per cell; single-image PNG uploads\n")
-    print("| server | concurrency | req/s | p50 ms | p99 ms | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| server | body | concurrency | req/s | p50 ms | p99 ms | errors |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        cells = (r["server"], r["concurrency"], f"{r['req_per_s']:,.0f}", r["p50_ms"], r["p99_ms"], r["errors"])
+        cells = (
+            r["server"],
+            r["body"],
+            r["concurrency"],
+            f"{r['req_per_s']:,.0f}",
+            r["p50_ms"],
+            r["p99_ms"],
+            r["errors"],
+        )
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
-    print(json.dumps({"rows": rows, "cpu_seconds": profiles}))
+    print(json.dumps({"rows": rows, "cpu_ms_per_request": profiles, "start_and_stop": lifecycle}))
 
 
 if __name__ == "__main__":

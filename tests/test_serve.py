@@ -1,7 +1,8 @@
 """`lightning-digits serve`: a real server in a subprocess on a free 127.0.0.1 port, a real HTTP client.
 
 One server for the module (torch blocked, so it also proves the serving side never imports it); every request
-is bounded in time, and the server is stopped with Ctrl-C (SIGINT to its process group) at the end.
+and every stop is bounded in time. The faults (SIGTERM and Ctrl-C under load, a killed worker, huge images)
+each get a server of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -27,65 +29,30 @@ from PIL import Image
 
 from lightning_digits.data.idx import read_idx
 from lightning_digits.onnx_predictor import OnnxDigits
-from lightning_digits.serving.limits import MAX_BODY_BYTES, MAX_IMAGES
+from lightning_digits.serving.limits import MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
 from tests.conftest import REPO
+from tests.harness import ProcessGroup, free_port
 
 MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"
+MODEL_ACCURACY = float(OnnxDigits(MODEL, threads=1).metadata["test_accuracy"])
 BODY_TIMEOUT = 1.0  # the slow-client case waits this long
+WORKERS = 2
 TIMEOUT = httpx.Timeout(30.0)
+SERVE = [sys.executable, "-m", "lightning_digits.serving", f"--model={MODEL}"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    def __init__(self, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+class Server(ProcessGroup):
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cwd = cwd
-        self.process = subprocess.Popen(
-            [*command, f"--port={self.port}"], cwd=cwd, env=env, text=True, start_new_session=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        self.first_line = self.process.stdout.readline()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"no healthy server within 90 s: {self.first_line}{self.process.stderr.read()[-3000:]}")
+        cwd.mkdir(parents=True, exist_ok=True)
+        super().__init__([*command, f"--port={self.port}"], cwd.parent / f"server_{self.port}.log", cwd, env)
+        self.wait_healthy(f"{self.url}/health")
+        self.first_line = self.output().splitlines()[0]
 
-    def descendants(self) -> dict[int, str]:
-        """pid -> command line of every process in the server's group."""
-        found = {}
-        for entry in Path("/proc").iterdir():
-            try:
-                if not entry.name.isdigit() or os.getpgid(int(entry.name)) != self.process.pid:
-                    continue
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue  # exited, waiting to be reaped
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-        return found
-
-    def stop(self) -> tuple[int, str]:
-        """Ctrl-C, as a terminal sends it (to the whole group) -> exit code and stderr."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode, self.process.stderr.read()
+    def workers(self) -> set[int]:
+        return {pid for pid, line in self.members().items() if "serving.worker" in line}
 
 
 def torch_blocked_env(folder: Path) -> dict[str, str]:
@@ -98,8 +65,7 @@ def torch_blocked_env(folder: Path) -> dict[str, str]:
 def server(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("serve_cwd")  # the server must leave it empty (no client.py)
     env = torch_blocked_env(tmp_path_factory.mktemp("blocker"))
-    command = [sys.executable, "-m", "lightning_digits.serving", f"--model={MODEL}", f"--body_timeout={BODY_TIMEOUT}"]
-    running = Server(command, cwd, env)
+    running = Server([*SERVE, f"--body_timeout={BODY_TIMEOUT}", f"--workers={WORKERS}"], cwd, env)
     yield running
     running.stop()
 
@@ -150,11 +116,21 @@ def assert_still_serving(client: httpx.Client, digit: Path) -> None:
     assert answer.json()["predictions"][0]["name"] == digit.name
 
 
-def test_start_line_names_address_model_and_accuracy(server):
+def assert_no_torch_loaded(server: Server) -> None:
+    for pid in server.members():  # every process of the server: the supervisor and its workers
+        assert "libtorch" not in Path(f"/proc/{pid}/maps").read_text(), server.members()[pid]
+
+
+def test_start_line_names_address_model_and_accuracy_and_no_process_loads_torch(server):
     assert server.first_line.startswith(f"lightning-digits serve: POST {server.url}/predict <- ")
-    assert "digits_cnn.onnx" in server.first_line and "test accuracy 0.9965" in server.first_line
+    assert "digits_cnn.onnx" in server.first_line and f"test accuracy {MODEL_ACCURACY:.4f}" in server.first_line
+    assert f"{WORKERS} worker(s)" in server.first_line
     assert httpx.get(f"{server.url}/health", timeout=5).text == "ok"
-    assert not any("spawn_main" in line and "torch" in line for line in server.descendants().values())
+    assert_no_torch_loaded(server)
+
+
+def test_the_processes_are_the_supervisor_and_its_workers(server):
+    assert len(server.members()) == WORKERS + 1 and len(server.workers()) == WORKERS, server.members()
 
 
 def test_uploads_give_the_onnx_predictor_answers(client, digits, expected):
@@ -170,7 +146,7 @@ def test_uploads_give_the_onnx_predictor_answers(client, digits, expected):
     assert model == {
         "file": "digits_cnn.onnx",
         "sha256": hashlib.sha256(MODEL.read_bytes()).hexdigest(),
-        "test_accuracy": 0.9965,
+        "test_accuracy": MODEL_ACCURACY,
     }
 
 
@@ -185,6 +161,17 @@ def test_base64_json_gives_the_same_answer_as_the_upload(client, digits, expecte
     assert_matches(several.json(), [f"images[{i}]" for i in range(5)], expected[:5])
     data_url = client.post("/predict", json={"image": "data:image/png;base64," + encoded[1]})
     assert_matches(data_url.json(), ["image"], expected[1:2])
+
+
+@pytest.mark.parametrize("suffix, media_type", [("png", "image/png"), ("jpeg", "image/jpeg"), ("bmp", "image/bmp")])
+def test_a_raw_image_body_gives_the_multipart_answer(client, digits, tmp_path, suffix, media_type):
+    path = tmp_path / f"digit.{suffix}"
+    Image.open(digits[4]).convert("L").save(path)
+    raw_answer = client.post("/predict", content=path.read_bytes(), headers={"content-type": media_type})
+    assert raw_answer.status_code == 200, raw_answer.text
+    multipart_answer = upload(client, path)
+    assert raw_answer.json()["predictions"][0]["name"] == "image"
+    assert {**raw_answer.json()["predictions"][0], "name": path.name} == multipart_answer.json()["predictions"][0]
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -236,6 +223,7 @@ BAD_INPUTS = {  # case: (status, words the detail must hold, the request)
     "malformed json": (400, "not valid JSON", raw("application/json", b'{"image": ')),
     "wrong base64": (400, "image: not valid base64", {"json": {"image": "not base64 at all!"}}),
     "wrong content type": (415, "content type 'text/plain' is not accepted", raw("text/plain", b"7")),
+    "raw body not an image": (422, "image: cannot read it as an image", raw("image/png", b"not a png")),
     "no content type": (415, "content type '(none)' is not accepted", raw(None, b"7")),
     "too many base64 images": (
         400,
@@ -331,8 +319,7 @@ def test_concurrent_clients_all_get_correct_answers(server, digits, expected):
     assert all(predicted == classes[int(expected[k].argmax())] for k, _, predicted in results)
 
 
-def test_a_bad_image_fails_only_its_own_request_in_a_batch(server, digits, expected):
-    # LitServe answers a whole batch with the exception one request raises; the API must not raise.
+def test_a_bad_image_fails_only_its_own_request(server, digits, expected):
     blank = png_bytes(Image.new("L", (28, 28), 255))
 
     def one_client(k: int) -> list[tuple[bool, int, str]]:
@@ -353,69 +340,212 @@ def test_a_bad_image_fails_only_its_own_request_in_a_batch(server, digits, expec
 
 def test_info_and_openapi_describe_the_model_and_the_shapes(client):
     info = client.get("/info").json()["model"]
-    assert info["file"] == "digits_cnn.onnx" and info["test_accuracy"] == 0.9965
+    assert info["file"] == "digits_cnn.onnx" and info["test_accuracy"] == MODEL_ACCURACY
     assert info["sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()
     assert info["class_names"] == [str(d) for d in range(10)] and "[N, 1, 28, 28]" in info["input_contract"]
     assert info["version"] and info["limits"]["max_images_per_request"] == MAX_IMAGES
     assert info["limits"]["max_body_bytes"] == MAX_BODY_BYTES and info["limits"]["body_timeout_s"] == BODY_TIMEOUT
-    assert info["batching"] == {"max_batch_size": 64, "batch_timeout_s": 0.005}
+    assert info["limits"]["max_request_pixels"] == MAX_REQUEST_PIXELS
+    assert info["engine"]["workers"] == WORKERS
     schema = client.get("/openapi.json").json()
     post = schema["paths"]["/predict"]["post"]
-    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "image/*", "application/json"}
     assert {"200", "400", "408", "413", "415", "422", "504"} <= set(post["responses"])
     assert {"Answer", "Prediction", "ModelInfo", "Base64Images", "Problem"} <= set(schema["components"]["schemas"])
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_a_killed_worker_is_replaced_and_the_server_keeps_serving(server, client, digits):
-    workers = {pid for pid, line in server.descendants().items() if "spawn_main" in line}
-    assert len(workers) == 1, server.descendants()
-    os.kill(workers.pop(), signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=server.url, timeout=10) as impatient:
-        # LitServe's monitor starts a new worker within ~2 s; a request handed to the dying worker at the
-        # moment it died is lost and would answer 504 only after the 30 s answer timeout, so retry sooner.
-        while time.monotonic() < deadline:
-            try:
-                if upload(impatient, digits[3]).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-    assert_still_serving(client, digits[3])
-    assert server.process.poll() is None
-
-
 def test_ctrl_c_stops_cleanly_and_nothing_was_written(server):
-    # Last in the module: it stops the shared server.
-    code, stderr = server.stop()
-    assert code == 0, stderr[-3000:]
-    assert "lightning-digits serve: stopped" in stderr
-    assert not server.descendants()
-    assert list(server.cwd.iterdir()) == []  # LitServe writes client.py into the working folder unless told not to
+    # Last of the tests on the module's server: it stops it.
+    assert server.stop(signal.SIGINT, group=True, within=5) == 0, server.output()[-3000:]
+    assert "lightning-digits serve: stopped" in server.output()
+    assert list(server.cwd.iterdir()) == []  # nothing written into the working folder
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Load:
+    """Clients sending single-image uploads in a loop until stopped, each outcome recorded with its time."""
+
+    def __init__(self, server: Server, digit: Path, clients: int) -> None:
+        self.server, self.body = server, digit.read_bytes()
+        self.outcomes: list[tuple[float, str]] = []  # (monotonic time, "200" or the error)
+        self.running = threading.Event()
+        self.running.set()
+        self.pool = ThreadPoolExecutor(clients)
+        self.futures = [self.pool.submit(self.client) for _ in range(clients)]
+
+    def client(self) -> None:
+        with httpx.Client(base_url=self.server.url, timeout=10) as session:
+            while self.running.is_set():
+                try:
+                    answer = session.post("/predict", files={"file": ("d.png", self.body)})
+                    outcome = str(answer.status_code)
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                self.outcomes.append((time.monotonic(), outcome))
+
+    def wait_for(self, count: int, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while len(self.outcomes) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.outcomes) >= count, f"only {len(self.outcomes)} answers in {within} s"
+
+    def stop(self) -> None:
+        self.running.clear()
+        for future in self.futures:
+            future.result(timeout=20)  # each request is bounded by the client's 10 s timeout
+        self.pool.shutdown()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the main process", "Ctrl-C to the group"])
+def test_a_stop_under_load_ends_every_process_within_5_s_and_frees_the_port(tmp_path, digits, how):
+    server = Server([*SERVE, f"--workers={WORKERS}"], tmp_path / "cwd")
+    load = Load(server, digits[0], clients=16)
+    try:
+        load.wait_for(100)
+        stopped_at = time.monotonic()
+        if how.startswith("SIGTERM"):
+            server.send(signal.SIGTERM)
+        else:
+            server.send(signal.SIGINT, group=True)
+        server.wait_gone(within=5)
+        took = time.monotonic() - stopped_at
+    finally:
+        load.stop()
+        server.kill()
+    assert server.process.returncode == 0, server.output()[-3000:]
+    assert port_is_free(server.port)
+    after = [outcome for at, outcome in load.outcomes if at > stopped_at]
+    assert all(outcome != "500" for outcome in after), after  # answered, or refused by a closed connection
+    assert took < 5
+
+
+def test_a_killed_worker_fails_its_requests_at_once_and_is_replaced(tmp_path, digits):
+    server = Server([*SERVE, f"--workers={WORKERS}"], tmp_path / "cwd")
+    load = Load(server, digits[0], clients=8)
+    try:
+        load.wait_for(100)
+        victim = min(server.workers())
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        load.wait_for(len(load.outcomes) + 200)  # the clients go on, through the other worker and the new one
+        deadline = time.monotonic() + 20
+        while len(server.workers() - {victim}) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        replaced = server.workers()
+    finally:
+        load.stop()
+        code = server.stop(signal.SIGTERM, group=False, within=5)
+    errors = [(at - killed_at, outcome) for at, outcome in load.outcomes if outcome != "200"]
+    assert all(0 <= after < 1.0 for after, _ in errors), errors  # failed fast: no request waited on the dead one
+    assert all(outcome != "500" for _, outcome in errors), errors
+    assert load.outcomes[-1][1] == "200"
+    assert victim not in replaced and len(replaced) == WORKERS
+    assert code == 0
+
+
+def huge_png(side: int = 6300) -> bytes:
+    """A real scan-sized PNG: 75 KB of file, 40 million pixels once decoded."""
+    image = Image.new("L", (side, side), 255)
+    image.paste(0, (side // 2 - side // 40, side // 6, side // 2 + side // 40, 5 * side // 6))  # a one
+    return png_bytes(image)
+
+
+def test_huge_images_are_refused_or_answered_in_bounded_time_beside_small_requests(server_of_one, digits):
+    big = huge_png()
+    small = digits[5].read_bytes()
+    with httpx.Client(base_url=server_of_one.url, timeout=30) as session:
+        started = time.monotonic()
+        many = session.post("/predict", files=[("file", (f"{i}.png", big)) for i in range(MAX_IMAGES)])
+        assert many.status_code == 413, many.text
+        assert f"the limit is {MAX_REQUEST_PIXELS:,} per request" in many.json()["detail"]
+        assert time.monotonic() - started < 2  # refused from the headers, nothing decoded
+
+        latencies, done = [], threading.Event()
+
+        def small_requests() -> None:
+            with httpx.Client(base_url=server_of_one.url, timeout=30) as other:
+                while not done.is_set():
+                    began = time.monotonic()
+                    assert other.post("/predict", files={"file": ("s.png", small)}).status_code == 200
+                    latencies.append(time.monotonic() - began)
+
+        with ThreadPoolExecutor(1) as pool:
+            beside = pool.submit(small_requests)
+            one = session.post("/predict", files={"file": ("big.png", big)})
+            done.set()
+            beside.result(timeout=30)
+    assert one.status_code == 200 and one.json()["predictions"][0]["predicted"] == "1", one.text
+    assert latencies and max(latencies) < 1.0, max(latencies)
+
+
+@pytest.fixture
+def server_of_one(tmp_path):
+    """One worker: a large request and the small ones beside it share it."""
+    running = Server([*SERVE, "--workers=1"], tmp_path / "cwd")
+    yield running
+    running.stop()
+
+
+def test_a_supervisor_killed_with_minus_9_takes_its_workers_with_it(tmp_path, digits):
+    server = Server([*SERVE, f"--workers={WORKERS}"], tmp_path / "cwd")
+    try:
+        assert len(server.workers()) == WORKERS
+        server.send(signal.SIGKILL)
+        server.wait_gone(within=5)
+    finally:
+        server.kill()
+    assert port_is_free(server.port)
+
+
+def test_another_host_the_machine_has_is_served(tmp_path, digits):
+    server = Server([*SERVE, "--workers=1", "--host=localhost"], tmp_path / "cwd")
+    try:
+        assert_still_serving(httpx.Client(base_url=server.url, timeout=TIMEOUT), digits[6])
+    finally:
+        server.stop()
+
+
+def one_line_refusal(*args: str) -> str:
+    result = subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", result.stderr
+    return result.stderr
 
 
 def test_missing_or_corrupt_model_is_one_line_and_exit_2_before_serving(tmp_path):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not a model")
     for model, words in ((tmp_path / "missing.onnx", "does not exist"), (corrupt, "not a loadable ONNX model")):
-        result = subprocess.run(
-            [sys.executable, "-m", "lightning_digits.serving", f"--model={model}", f"--port={free_port()}"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert result.returncode == 2
-        assert result.stderr.startswith(f"lightning-digits: error: {model}") and words in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+        stderr = one_line_refusal(f"--model={model}", f"--port={free_port()}")
+        assert stderr.startswith(f"lightning-digits: error: {model}") and words in stderr
+
+
+def test_an_address_in_use_or_a_host_that_does_not_resolve_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in one_line_refusal(f"--port={port}")
+    assert "--host no-such-host.invalid: not an address" in one_line_refusal("--host=no-such-host.invalid")
+    assert "--workers" in one_line_refusal("--workers=-1")
 
 
 def test_lightning_digits_serve_runs_the_server_without_torch_in_it(tmp_path):
-    server = Server([sys.executable, "-m", "lightning_digits", "serve", f"--model={MODEL}"], tmp_path, dict(os.environ))
+    server = Server([sys.executable, "-m", "lightning_digits", "serve", f"--model={MODEL}"], tmp_path / "cwd")
     try:
-        assert "test accuracy 0.9965" in server.first_line
-        for pid in server.descendants():  # the console command hands over to a torch-free process
-            maps = Path(f"/proc/{pid}/maps").read_text()
-            assert "libtorch" not in maps, pid
+        assert f"test accuracy {MODEL_ACCURACY:.4f}" in server.first_line
+        assert_no_torch_loaded(server)
         one = Image.new("L", (40, 80), 255)
         one.paste(0, (16, 8, 24, 72))  # a vertical bar: a 1
         answer = httpx.post(
@@ -423,5 +553,5 @@ def test_lightning_digits_serve_runs_the_server_without_torch_in_it(tmp_path):
         )
         assert answer.status_code == 200 and answer.json()["predictions"][0]["predicted"] == "1", answer.text
     finally:
-        code, stderr = server.stop()
-    assert code == 0, stderr[-3000:]
+        code = server.stop(signal.SIGINT, group=True, within=5)
+    assert code == 0, server.output()[-3000:]

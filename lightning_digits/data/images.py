@@ -22,6 +22,9 @@ from lightning_digits.errors import UserError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # A 20000x20000 image decodes to 400 MP (1.6 GB as float): refuse well before that.
 MAX_PIXELS = 40_000_000
+# A digit needs 20x20 pixels: an image wider or taller than this is shrunk while it is decoded, before any array
+# is made. Larger than the browser page's canvas, so web/preprocess.js never meets the step.
+MAX_SIDE = 1024
 # MNIST's centre of mass sits at pixel (14, 14) on average (measured on its test set), not at 13.5.
 MNIST_CENTRE = 14.0
 _INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink for cropping
@@ -58,6 +61,14 @@ def _to_gray(image: Image.Image) -> np.ndarray:
         paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, image.convert("RGBA"))
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _shrunk(image: Image.Image, factor: int) -> Image.Image:
+    """Box-average by a whole factor. `reduce` averages the stored values, so palette indices and 16-bit or
+    1-bit pixels are first made into values that average."""
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        image = image.convert("RGBA" if image.mode in ("P", "PA") else "I" if image.mode.startswith("I;16") else "L")
+    return image.reduce(factor)
 
 
 def _round_half_up(x: float) -> int:
@@ -116,23 +127,44 @@ def read_digit(source: bytes | BinaryIO | Path, name: str) -> np.ndarray:
 
     `name` is what the error messages call the image (a file name, an upload's name); the HTTP server and
     `load_digit` share this one path, checks and messages included."""
+    with open_image(source, name) as image:
+        return decode_digit(image, name)
+
+
+def open_image(source: bytes | BinaryIO | Path, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read only the header: the size is known, nothing is decoded yet (the server sums a request's pixels
+    before it decodes any). A JPEG is told to decode at the smallest scale that still covers MAX_SIDE."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with Image.open(source) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise UserError(
-                    f"{name}: {image.width}x{image.height} is above the limit of {MAX_PIXELS:,} pixels; "
-                    "scale it down first"
-                )
-            image.load()
-            gray = _to_gray(image)
+        image = Image.open(source)
     except Image.DecompressionBombError as exc:  # Pillow's own, stricter guard, raised while opening
-        raise UserError(f"{name}: above the limit of {MAX_PIXELS:,} pixels ({exc}); scale it down first") from exc
+        raise UserError(f"{name}: above the limit of {max_pixels:,} pixels ({exc}); scale it down first") from exc
     except UnidentifiedImageError as exc:
         # Pillow names a stream by its repr (<_io.BytesIO object at 0x...>), which tells a user nothing.
         detail = str(exc) if isinstance(source, Path) else "not a PNG, JPEG, BMP or other format Pillow reads"
         raise UserError(f"{name}: cannot read it as an image ({detail}); check the file") from exc
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read it as an image ({exc}); check the file") from exc
+    if image.width * image.height > max_pixels:
+        image.close()
+        raise UserError(
+            f"{name}: {image.width}x{image.height} is above the limit of {max_pixels:,} pixels; scale it down first"
+        )
+    if image.format == "JPEG" and max(image.size) > MAX_SIDE:
+        scale = MAX_SIDE / max(image.size)
+        image.draft(image.mode, (int(image.width * scale), int(image.height * scale)))  # 1/2, 1/4 or 1/8 scale
+    return image
+
+
+def decode_digit(image: Image.Image, name: str) -> np.ndarray:
+    """An opened image -> MNIST-style float32 28x28 array in [0, 1]. An image larger than MAX_SIDE is
+    box-averaged down by a whole factor first (Pillow's `reduce`, in C), so that the arrays made after it, and
+    their cost, follow the 28x28 output rather than the upload: a 6300x6300 scan would otherwise need 0.7 GB."""
+    try:
+        image.load()
+        factor = -(-max(image.size) // MAX_SIDE)  # ceiling division
+        gray = _to_gray(_shrunk(image, factor) if factor > 1 else image)
     except OSError as exc:
         raise UserError(f"{name}: cannot read it as an image ({exc}); check the file") from exc
     try:

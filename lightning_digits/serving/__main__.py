@@ -1,5 +1,5 @@
-"""`python -m lightning_digits.serving`: the `serve` command in a process that never imports torch (the
-`lightning-digits serve` console command hands over to it). Knows nothing of the training side."""
+"""`python -m lightning_digits.serving`: the `serve` command in a process that never imports torch. Knows
+nothing of the training side."""
 
 from __future__ import annotations
 

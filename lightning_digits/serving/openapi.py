@@ -1,20 +1,20 @@
-"""The request and response shapes of POST /predict, written down for the OpenAPI page at /docs.
+"""The request and response shapes of the server, written down for the OpenAPI page at /docs.
 
-LitServe registers /predict with a bare `Request` (it must accept uploads and JSON alike), so FastAPI
-cannot infer these; they are added to the generated schema through FastAPI's documented hook (`app.openapi`).
-Knows nothing of images or the model.
+POST /predict takes uploads, a raw image body and JSON alike, so no framework can infer its shapes from a
+signature; they are spelled here. Imported only when /openapi.json is first asked for (pydantic is slow to
+import). Knows nothing of images or the model.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 from lightning_digits import __version__
-from lightning_digits.serving.limits import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_IMAGES
+from lightning_digits.data.images import MAX_PIXELS
+from lightning_digits.serving.limits import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
 
 
 class Base64Images(BaseModel):
@@ -56,13 +56,14 @@ UPLOAD_SCHEMA = {
 ERRORS = {
     "400": "Malformed request: empty body, not JSON, wrong JSON shape, bad base64, no file, too many images.",
     "408": f"The body did not arrive within the body timeout (default {BODY_TIMEOUT_S:g} s).",
-    "413": f"The body is over {MAX_BODY_BYTES:,} bytes.",
-    "415": "Neither multipart/form-data nor application/json.",
-    "422": "An image that cannot be classified: not an image, truncated, above the pixel limit, blank.",
-    "504": "No answer in time (server overloaded or a worker restarting); try again.",
+    "413": f"The body is over {MAX_BODY_BYTES:,} bytes, or its images over {MAX_REQUEST_PIXELS:,} pixels (defaults).",
+    "415": "Neither multipart/form-data, an image/* type nor application/json.",
+    "422": f"An image that cannot be classified: not an image, truncated, over {MAX_PIXELS:,} pixels, blank.",
+    "504": "A large request still waiting for its worker's thread for large requests after 30 s; try again.",
 }
 DESCRIPTION = (
-    "Classify handwritten digits. Send image files as multipart/form-data or base64 images as JSON; "
+    "Classify handwritten digits. Send image files as multipart/form-data, one image file as the body (with "
+    "its image/* content type), or base64 images as JSON; "
     f"up to {MAX_IMAGES} images and {MAX_BODY_BYTES:,} bytes per request. Each image goes through the "
     'same MNIST-style preprocessing as `lightning-digits predict`. Errors answer `{"detail": ...}`.'
 )
@@ -77,37 +78,37 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return schemas
 
 
-def document(app: FastAPI, path: str) -> None:
-    """Describe POST `path` on the app's OpenAPI page."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title="lightning-digits", version=__version__, description=DESCRIPTION, routes=app.routes
-            )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                _schemas(Base64Images, Answer, Problem)
-            )
-            problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-            schema["paths"][path]["post"].update(
-                summary="Classify digit images",
-                description=DESCRIPTION,
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {"schema": UPLOAD_SCHEMA},
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Base64Images"}},
-                    },
-                },
-                responses={
-                    "200": {
-                        "description": "The predictions and the model that made them.",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}},
-                    },
-                    **{code: {"description": text, "content": problem} for code, text in ERRORS.items()},
-                },
-            )
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
+@cache
+def schema(path: str) -> dict[str, Any]:
+    """The OpenAPI document: POST `path`, GET /health and GET /info."""
+    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    predict = {
+        "summary": "Classify digit images",
+        "description": DESCRIPTION,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": UPLOAD_SCHEMA},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/Base64Images"}},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The predictions and the model that made them.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}},
+            },
+            **{code: {"description": text, "content": problem} for code, text in ERRORS.items()},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lightning-digits", "version": __version__, "description": DESCRIPTION},
+        "paths": {
+            path: {"post": predict},
+            "/health": {"get": {"summary": "ok once the model is loaded", "responses": {"200": {"description": "ok"}}}},
+            "/info": {"get": {"summary": "The model's metadata, input contract, limits and engine",
+                              "responses": {"200": {"description": "JSON"}}}},
+        },
+        "components": {"schemas": _schemas(Base64Images, Answer, Problem)},
+    }  # fmt: skip

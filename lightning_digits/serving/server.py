@@ -1,30 +1,44 @@
-"""The `serve` command: check the model and the address, build the LitServer (the API, the front-door guard,
-the OpenAPI shapes, /info's metadata) and run it until Ctrl-C. Knows nothing of torch or training.
+"""The `serve` command: check the model and the address, then supervise worker processes (`worker.py`, each
+the app of `app.py` under uvicorn) that share one listening socket: a worker that dies is replaced, and
+SIGTERM or Ctrl-C stops them all within a bounded time. Knows nothing of torch or training.
+
+The supervisor is written here rather than taken from uvicorn (`--workers`): uvicorn's checks each worker's
+health with a blocking ping of up to 5 s in the loop that also handles signals, so a stop waits behind a
+starting or busy worker, its stop waits for workers without a limit, and it starts them with
+multiprocessing, which adds a resource-tracker process and re-imports the parent's main module in each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-import litserve as ls
-
 from lightning_digits import __version__
 from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL
+from lightning_digits.data.images import MAX_PIXELS
 from lightning_digits.errors import UserError
 from lightning_digits.onnx_predictor import OnnxDigits
-from lightning_digits.serving.api import DigitsAPI
-from lightning_digits.serving.guard import RequestGuard, answer_client_errors
-from lightning_digits.serving.limits import ANSWER_TIMEOUT_S, BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_IMAGES
-from lightning_digits.serving.openapi import document
-
-API_PATH = "/predict"
-HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the only ones LitServe 0.2.19 binds
+from lightning_digits.serving.app import API_PATH, Settings
+from lightning_digits.serving.guard import BodyRules
+from lightning_digits.serving.limits import (
+    ANSWER_TIMEOUT_S,
+    BODY_TIMEOUT_S,
+    GRACEFUL_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    MAX_IMAGES,
+    MAX_REQUEST_PIXELS,
+)
+from lightning_digits.serving.worker import SETTINGS_VARIABLE, SOCKET_VARIABLE, STARTUP_FAILURE
 
 
 def describe_model(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -46,120 +60,148 @@ def describe_model(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "class_names": json.loads(metadata.get("class_names", "null")),
         "input_contract": metadata.get("input_contract"),
         "onnx_metadata": metadata,
-        "limits": {
-            "max_body_bytes": MAX_BODY_BYTES,
-            "max_images_per_request": MAX_IMAGES,
-            "answer_timeout_s": ANSWER_TIMEOUT_S,
-        },
     }
     return answer, info
 
 
-def _check_address(host: str, port: int) -> None:
-    if host not in HOSTS:
-        raise UserError(
-            f"--host {host}: LitServe listens on 127.0.0.1 (this machine) or 0.0.0.0 / :: (every interface)"
-        )
-    if not 1024 <= port <= 65535:
-        raise UserError(f"--port {port}: LitServe listens on ports 1024 to 65535; choose one of those")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from exc
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per worker, all on the same address with SO_REUSEPORT, so that the kernel spreads
+    new connections evenly over the workers; workers sharing one socket take them unevenly (whichever wakes
+    first accepts a burst). They are bound here, in the supervisor, so that a host that does not resolve or an
+    address in use is one line before any worker starts; a first bind without SO_REUSEPORT finds an address
+    held by anyone else, another `serve` included."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: not an address this machine can listen on ({exc.strerror})") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for reuse_port in (False, *[True] * count):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, reuse_port)
+            sock.bind(address)
+            address = sock.getsockname()  # the port the system chose, for --port 0
+            if not reuse_port:
+                sock.close()
+            else:  # connections made while a worker starts wait in its queue rather than being refused
+                sock.listen(2048)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from exc
+    return sockets[1:]
 
 
-def build_server(
-    model: Path,
-    answer: dict[str, Any],
-    info: dict[str, Any],
-    workers: int,
-    max_batch_size: int,
-    batch_timeout: float,
-    body_timeout: float,
-) -> ls.LitServer:
-    api = DigitsAPI(
-        str(model),
-        answer,
-        threads=1,  # one image at a time is the common case; more cores take more --workers
-        max_batch_size=max_batch_size,
-        batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
-        api_path=API_PATH,
-    )
-    guard = {
-        "path": API_PATH,
-        "max_body_bytes": MAX_BODY_BYTES,
-        "max_images": MAX_IMAGES,
-        "body_timeout": body_timeout,
-        "answer_timeout": ANSWER_TIMEOUT_S,
-    }
-    info = {**info, "batching": {"max_batch_size": max_batch_size, "batch_timeout_s": batch_timeout}}
-    info["limits"] = {**info["limits"], "body_timeout_s": body_timeout}
-    server = ls.LitServer(
-        api,
-        accelerator="cpu",
-        workers_per_device=workers,
-        timeout=ANSWER_TIMEOUT_S,  # LitServe's own: a request left waiting in the queue this long answers 504
-        model_metadata=info,
-        middlewares=[(RequestGuard, guard)],
-        restart_workers=True,  # a worker that dies is started again; without it LitServe shuts everything down
-    )
-    document(server.app, API_PATH)
-    answer_client_errors(server.app)
-    return server
+class Supervisor:
+    """Keeps a worker running on each listening socket until SIGTERM or SIGINT, then stops them: SIGTERM to
+    each (it answers what is in flight for up to `graceful_timeout` s), SIGKILL to any still alive a second
+    later. A worker that dies is replaced on its socket; connections that arrive meanwhile wait in its queue."""
+
+    def __init__(self, sockets: list[socket.socket], settings: Settings) -> None:
+        self.sockets = sockets
+        self.graceful_timeout = settings.graceful_timeout
+        self.environment = {**os.environ, SETTINGS_VARIABLE: json.dumps(dataclasses.asdict(settings))}
+        self.stopping = threading.Event()
+        self.failed_to_start = False
+
+    def start_worker(self, slot: int) -> subprocess.Popen:
+        fd = self.sockets[slot].fileno()
+        command = [sys.executable, "-m", "lightning_digits.serving.worker"]
+        return subprocess.Popen(command, env={**self.environment, SOCKET_VARIABLE: str(fd)}, pass_fds=[fd])
+
+    def run(self) -> bool:
+        """Serve until told to stop -> whether every worker could start."""
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: self.stopping.set())
+        workers = [self.start_worker(slot) for slot in range(len(self.sockets))]
+        while not self.stopping.wait(0.1):
+            for i, worker in enumerate(workers):
+                if worker.poll() is None:
+                    continue
+                if worker.returncode == STARTUP_FAILURE:  # another would fail the same way
+                    self.failed_to_start = True
+                    self.stopping.set()
+                    break
+                print(f"lightning-digits serve: worker {worker.pid} ended (exit code {worker.returncode}); "
+                      "starting another", file=sys.stderr, flush=True)  # fmt: skip
+                workers[i] = self.start_worker(i)
+        self.stop(workers)
+        return not self.failed_to_start
+
+    def stop(self, workers: list[subprocess.Popen]) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.graceful_timeout + 1.0
+        for worker in workers:
+            try:
+                worker.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 def serve(
     model: str = f"{DEFAULT_DIR}/{ONNX_MODEL}",
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: int = 1,
-    max_batch_size: int = 64,
-    batch_timeout: float = 0.005,
+    workers: int | None = None,
     body_timeout: float = BODY_TIMEOUT_S,
+    graceful_timeout: float = GRACEFUL_TIMEOUT_S,
+    max_image_pixels: int = MAX_PIXELS,
+    max_request_pixels: int = MAX_REQUEST_PIXELS,
 ) -> None:
-    """Serve the ONNX model over HTTP: POST /predict (image uploads or base64 JSON), GET /health, /info, /docs.
+    """Serve the ONNX model over HTTP: POST /predict (image uploads, a raw image body or base64 JSON),
+    GET /health, /info, /docs. Stops on Ctrl-C or SIGTERM.
 
     Args:
         model: the ONNX file to serve (e.g. artifacts_digits/digits_cnn_int8.onnx for the int8 model).
-        host: 127.0.0.1 (this machine only), or 0.0.0.0 / :: (every interface).
-        port: the port to listen on (1024 to 65535).
-        workers: inference processes, each with its own onnxruntime session; one HTTP process per worker.
-        max_batch_size: requests a worker runs through the model together (1 turns batching off).
-        batch_timeout: seconds a worker waits for a batch to fill before running what it has.
+        host: the address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface), any other
+            the machine has.
+        port: the port to listen on.
+        workers: processes answering requests, each with its own one-thread onnxruntime session (default: one
+            per core this process may use).
         body_timeout: seconds a client has to send its whole request body (else 408).
+        graceful_timeout: on SIGTERM or Ctrl-C, seconds the requests in flight get to be answered before the
+            workers are stopped.
+        max_image_pixels: the most pixels one image may have (else 422).
+        max_request_pixels: the most pixels all the images of one request may have together (else 413).
     """
-    if workers < 1 or max_batch_size < 1 or batch_timeout < 0 or body_timeout <= 0:
-        raise UserError("--workers and --max_batch_size must be at least 1, --batch_timeout at least 0, "
-                        "--body_timeout above 0")  # fmt: skip
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    if workers < 1 or body_timeout <= 0 or graceful_timeout < 0 or min(max_image_pixels, max_request_pixels) < 1:
+        raise UserError("--workers and the pixel limits must be at least 1, --body_timeout above 0, "
+                        "--graceful_timeout at least 0")  # fmt: skip
     path = Path(model)
     answer, info = describe_model(path)
-    _check_address(host, port)
-    if "torch" in sys.modules:
-        options = {"model": model, "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
-                   "batch_timeout": batch_timeout, "body_timeout": body_timeout}  # fmt: skip
-        _restart_without_torch([f"--{name}={value}" for name, value in options.items()])
-    server = build_server(path, answer, info, workers, max_batch_size, batch_timeout, body_timeout)
+    sockets = listening_sockets(host, port, workers)
+    rules = BodyRules(max_body_bytes=MAX_BODY_BYTES, max_images=MAX_IMAGES, body_timeout=body_timeout)
+    info["limits"] = {
+        "max_body_bytes": MAX_BODY_BYTES,
+        "max_images_per_request": MAX_IMAGES,
+        "max_image_pixels": max_image_pixels,
+        "max_request_pixels": max_request_pixels,
+        "body_timeout_s": body_timeout,
+        "answer_timeout_s": ANSWER_TIMEOUT_S,
+    }
+    info["engine"] = {"workers": workers, "graceful_timeout_s": graceful_timeout}
+    settings = Settings(str(path), answer, info, rules, max_image_pixels, max_request_pixels, graceful_timeout)
     accuracy = f"test accuracy {answer['test_accuracy']:.4f}" if answer["test_accuracy"] else "no test accuracy"
-    batching = (
-        f"batches of up to {max_batch_size} within {batch_timeout * 1000:g} ms" if max_batch_size > 1 else "no batching"
-    )
-    shown_host = f"[{host}]" if ":" in host else host
+    bound_host, bound_port = sockets[0].getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(
-        f"lightning-digits serve: POST http://{shown_host}:{port}{API_PATH} <- {path} ({accuracy}, "
-        f"sha256 {answer['sha256'][:12]}); {workers} worker(s), {batching}; /docs /info /health; Ctrl-C stops",
+        f"lightning-digits serve: POST http://{shown_host}:{bound_port}{API_PATH} <- {path} ({accuracy}, "
+        f"sha256 {answer['sha256'][:12]}); {workers} worker(s); /docs /info /health; Ctrl-C or SIGTERM stops",
         flush=True,
     )
-    server.run(host=host, port=port, log_level="warning", generate_client_file=False)
+    try:
+        started = Supervisor(sockets, settings).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+    if not started:
+        raise UserError("a worker could not start (its error is above); nothing is being served")
     print("lightning-digits serve: stopped", file=sys.stderr, flush=True)
-
-
-def _restart_without_torch(args: list[str]) -> None:
-    """Replace this process (the `lightning-digits` console script, which loaded torch and Lightning for its
-    other commands) with `python -m lightning_digits.serving`: LitServe spawns its workers, and a spawned
-    worker re-runs the parent's main script, so every worker would load torch for nothing."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "lightning_digits.serving", *args])
