@@ -1,3 +1,6 @@
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -97,6 +100,27 @@ def test_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path, monkey
     monkeypatch.setattr(images_module, "MAX_PIXELS", 100 * 100)
     with pytest.raises(UserError, match="above the limit"):
         load_digit(save(draw_seven(size=(101, 100)), tmp_path / "big.png"))
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "I;16"])
+def test_a_large_image_is_shrunk_while_it_decodes_to_the_same_digit(tmp_path, monkeypatch, mode):
+    large = draw_seven(size=(3000, 3000), box=(600, 500, 2400, 2500))
+    large = large.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(large).astype(np.uint16) * 257)
+    path = save(large, tmp_path / "large.png")
+    tracemalloc.start()
+    shrunk = load_digit(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    monkeypatch.setattr(images_module, "MAX_SIDE", 10_000)
+    assert np.abs(shrunk - load_digit(path)).max() < 0.05  # what it would be, read at full size
+    assert peak < 40e6, peak  # at full size, each float64 array of a 3000x3000 image takes 72 MB
+
+
+def test_a_large_jpeg_decodes_at_a_fraction_of_its_size(tmp_path):
+    path = save(draw_seven(size=(4000, 3000), box=(800, 500, 3200, 2500)).convert("RGB"), tmp_path / "large.jpg")
+    with images_module.open_image(Path(path), "large.jpg") as image:
+        assert image.size == (2000, 1500)  # JPEG's 1/2 scale: the smallest that still covers MAX_SIDE
+        assert images_module.decode_digit(image, "large.jpg").shape == (28, 28)
 
 
 def test_unreadable_image_is_named(tmp_path):

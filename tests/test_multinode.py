@@ -15,19 +15,12 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, TINY_MODEL, write_dataset
+from .harness import free_port
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ACROSS_TWO_NODES = ["--trainer.num_nodes=2", "--trainer.accelerator=cpu", "--trainer.devices=1",
                     "--trainer.strategy=ddp", "--progress_bar.refresh_rate=0",
                     "--trainer.enable_model_summary=false"]  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _launcher(node_rank: int, port: int, args: list[str], cwd: Path, timeout: int = 60) -> subprocess.Popen:
@@ -41,7 +34,7 @@ def _launcher(node_rank: int, port: int, args: list[str], cwd: Path, timeout: in
 
 
 def _on_two_nodes(nodes: list[Path], args: list[str]) -> None:
-    port = _free_port()
+    port = free_port()
     launchers = [_launcher(rank, port, args, folder) for rank, folder in enumerate(nodes)]
     outputs = [launcher.communicate(timeout=240)[0] for launcher in launchers]
     for launcher, output in zip(launchers, outputs, strict=True):
@@ -60,7 +53,7 @@ def test_a_fit_and_a_test_across_two_nodes(tmp_path, cli):
         pytest.skip(f"torchrun not found beside {sys.executable}")
     data = write_dataset(tmp_path / "data")
     # A node that never comes: started first, it waits beside the real run and gives up after 3 s.
-    alone = _launcher(0, _free_port(), ["fit", f"--data.data_dir={data}", *ACROSS_TWO_NODES], tmp_path / "alone", 3)
+    alone = _launcher(0, free_port(), ["fit", f"--data.data_dir={data}", *ACROSS_TWO_NODES], tmp_path / "alone", 3)
     started = time.monotonic()
 
     nodes = [tmp_path / "node0", tmp_path / "node1"]

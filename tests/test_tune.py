@@ -13,7 +13,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from .conftest import REPO, TINY_MODEL, Ran, write_dataset
+from .harness import free_port
 
 # A trial is `fit` on 250 tiny images: 2 epochs of 3 batches, validated on 50.
 TINY_FIT = {
@@ -196,12 +196,6 @@ def test_the_shipped_search_space_is_one_fit_accepts_at_every_end(tmp_path, monk
     assert list(config.model.channels) == [20, 40, 80] and config.trainer.limit_train_batches == 320
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A throwaway PostgreSQL cluster on a free localhost port, in a temporary folder, stopped afterwards. The
@@ -218,7 +212,7 @@ def postgres():
         nobody = pwd.getpwnam("nobody")
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
-    port, data = _free_port(), folder / "data"
+    port, data = free_port(), folder / "data"
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     initdb, pg_ctl = [*as_user, str(bin_dir / "initdb")], [*as_user, str(bin_dir / "pg_ctl")]
     subprocess.run([*initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"], check=True, cwd=folder)

@@ -131,9 +131,11 @@ def read_digit(source: bytes | BinaryIO | Path, name: str) -> np.ndarray:
         return decode_digit(image, name)
 
 
-def open_image(source: bytes | BinaryIO | Path, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_image(source: bytes | BinaryIO | Path, name: str, max_pixels: int | None = None) -> Image.Image:
     """Read only the header: the size is known, nothing is decoded yet (the server sums a request's pixels
-    before it decodes any). A JPEG is told to decode at the smallest scale that still covers MAX_SIDE."""
+    before it decodes any). A JPEG is told to decode at the smallest scale that still covers MAX_SIDE.
+    `max_pixels`: MAX_PIXELS unless given."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
