@@ -178,6 +178,74 @@ async def stop_under_load(server: ProcessGroup, port: int, requests: list[bytes]
     return took
 
 
+def cpu_ms(work, repeats: int = 2000) -> float:
+    """CPU milliseconds of one call of `work(i)`, this process only (the profile of one request's stages)."""
+    work(0)
+    started = time.process_time()
+    for i in range(repeats):
+        work(i)
+    return round((time.process_time() - started) / repeats * 1000, 3)
+
+
+def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]]) -> dict[str, float]:
+    """Where a worker's CPU goes for one single-image request, stage by stage, in this process: the app as a
+    whole (no HTTP), parsing the multipart body, decoding and preprocessing the PNG, the model at batch 1 and
+    per image at batch 32 (what batching could save), and writing the answer."""
+    from starlette.datastructures import Headers
+
+    from lightning_digits.serving.app import Settings, build_app
+    from lightning_digits.serving.decode import named_images
+    from lightning_digits.serving.guard import BodyRules
+
+    settings = Settings(model, {}, {}, BodyRules(1 << 24, 64, 10.0), 40_000_000, 50_000_000, 3.0)
+    app = build_app(settings)
+    predict = app.routes[0].endpoint.__self__
+    images = np.stack([read_digit(png, "digit") for png in pngs])
+
+    def whole(kind: str):
+        split = [request.split(b"\r\n\r\n", 1) for request in bodies[kind]]
+        parsed = [
+            ([tuple(part.strip().lower() for part in line.split(b":", 1)) for line in head.split(b"\r\n")[1:]], body)
+            for head, body in split
+        ]
+
+        async def one(i: int) -> None:
+            headers, body = parsed[i % len(parsed)]
+            scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers, "query_string": b"",
+                     "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80), "http_version": "1.1"}  # fmt: skip
+            sent = []
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+
+            await app(scope, receive, send)
+            assert sent[0]["status"] == 200, sent
+
+        loop = asyncio.new_event_loop()
+        return lambda i: loop.run_until_complete(one(i))
+
+    headers = Headers({"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
+    uploads = [request.split(b"\r\n\r\n", 1)[1] for request in bodies["multipart"]]
+    loop = asyncio.new_event_loop()
+
+    def parse(i: int) -> None:
+        loop.run_until_complete(named_images("multipart/form-data", headers, uploads[i % 100]))
+
+    probabilities = predict.model.probabilities(images[:1])
+    return {
+        "app, multipart body": cpu_ms(whole("multipart")),
+        "app, raw image/png body": cpu_ms(whole("raw")),
+        "multipart parsing": cpu_ms(parse),
+        "PNG decode + MNIST preprocessing": cpu_ms(lambda i: read_digit(pngs[i % 100], "digit")),
+        "model, batch 1": cpu_ms(lambda i: predict.model.probabilities(images[i % 100 : i % 100 + 1])),
+        "model, per image at batch 32": round(cpu_ms(lambda i: predict.model.probabilities(images[:32]), 200) / 32, 3),
+        "answer JSON": cpu_ms(lambda i: predict.answer(["digit.png"], probabilities)),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=f"{DEFAULT_DIR}/{ONNX_MODEL}")
@@ -200,6 +268,8 @@ def main() -> None:
         pngs.append(buffer.getvalue())
     bodies = {"multipart": [multipart(png) for png in pngs], "raw": [request("image/png", png) for png in pngs]}
 
+    stages = stage_costs(model, pngs, bodies)
+    print(f"CPU ms per request, in-process stages: {json.dumps(stages)}", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench_serve_"))
     litserve_env = litserve_copy(scratch / "litserve")  # None: the reference row is left out
     serve = [sys.executable, "-m", "lightning_digits.serving", f"--model={model}"]
@@ -254,7 +324,9 @@ def main() -> None:
             r["errors"],
         )
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
-    print(json.dumps({"rows": rows, "cpu_ms_per_request": profiles, "start_and_stop": lifecycle}))
+    print(
+        json.dumps({"rows": rows, "cpu_ms_per_request": profiles, "stages_cpu_ms": stages, "start_and_stop": lifecycle})
+    )
 
 
 if __name__ == "__main__":
