@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import signal
 import socket
@@ -555,3 +556,22 @@ def test_lightning_digits_serve_runs_the_server_without_torch_in_it(tmp_path):
     finally:
         code = server.stop(signal.SIGINT, group=True, within=5)
     assert code == 0, server.output()[-3000:]
+
+
+def test_a_worker_that_cannot_load_its_model_says_so_in_one_line_and_exits_3(tmp_path):
+    # What a worker does when the model changed or vanished after the supervisor checked it: the supervisor
+    # then stops the others and ends with one line instead of starting it again and again.
+    from dataclasses import asdict
+
+    from lightning_digits.serving.app import Settings
+    from lightning_digits.serving.guard import BodyRules
+    from lightning_digits.serving.worker import SETTINGS_VARIABLE, SOCKET_VARIABLE, STARTUP_FAILURE
+
+    settings = Settings(str(tmp_path / "gone.onnx"), {}, {}, BodyRules(1, 1, 1.0), 1, 1, 1.0)
+    with socket.socket() as listening:
+        env = {**os.environ, SETTINGS_VARIABLE: json.dumps(asdict(settings)), SOCKET_VARIABLE: str(listening.fileno())}
+        result = subprocess.run([sys.executable, "-m", "lightning_digits.serving.worker"], env=env,
+                                pass_fds=[listening.fileno()], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == STARTUP_FAILURE
+    assert result.stderr.startswith(f"lightning-digits: error: {tmp_path / 'gone.onnx'}: not a loadable ONNX model")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -106,31 +106,29 @@ class Supervisor:
         self.graceful_timeout = settings.graceful_timeout
         self.environment = {**os.environ, SETTINGS_VARIABLE: json.dumps(dataclasses.asdict(settings))}
         self.stopping = threading.Event()
-        self.failed_to_start = False
 
     def start_worker(self, slot: int) -> subprocess.Popen:
         fd = self.sockets[slot].fileno()
         command = [sys.executable, "-m", "lightning_digits.serving.worker"]
         return subprocess.Popen(command, env={**self.environment, SOCKET_VARIABLE: str(fd)}, pass_fds=[fd])
 
-    def run(self) -> bool:
-        """Serve until told to stop -> whether every worker could start."""
+    def run(self) -> None:
+        """Serve until told to stop; raises UserError, once every worker is stopped, if one could not start."""
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: self.stopping.set())
         workers = [self.start_worker(slot) for slot in range(len(self.sockets))]
         while not self.stopping.wait(0.1):
-            for i, worker in enumerate(workers):
-                if worker.poll() is None:
+            for slot, worker in enumerate(workers):
+                if worker.poll() is None or worker.returncode == STARTUP_FAILURE:
                     continue
-                if worker.returncode == STARTUP_FAILURE:  # another would fail the same way
-                    self.failed_to_start = True
-                    self.stopping.set()
-                    break
                 print(f"lightning-digits serve: worker {worker.pid} ended (exit code {worker.returncode}); "
                       "starting another", file=sys.stderr, flush=True)  # fmt: skip
-                workers[i] = self.start_worker(i)
+                workers[slot] = self.start_worker(slot)
+            if any(worker.returncode == STARTUP_FAILURE for worker in workers):  # another would fail the same way
+                break
         self.stop(workers)
-        return not self.failed_to_start
+        if any(worker.returncode == STARTUP_FAILURE for worker in workers):
+            raise UserError("a worker could not start (its error is above); nothing is being served")
 
     def stop(self, workers: list[subprocess.Popen]) -> None:
         for worker in workers:
@@ -198,10 +196,8 @@ def serve(
         flush=True,
     )
     try:
-        started = Supervisor(sockets, settings).run()
+        Supervisor(sockets, settings).run()
     finally:
         for sock in sockets:
             sock.close()
-    if not started:
-        raise UserError("a worker could not start (its error is above); nothing is being served")
     print("lightning-digits serve: stopped", file=sys.stderr, flush=True)
