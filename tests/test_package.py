@@ -134,19 +134,23 @@ def test_demo_serves_the_page_and_the_runtime_from_the_wheel(installed):
         server.wait(timeout=10)
 
 
-def test_serve_from_the_wheel_answers_the_readme_curl_example(installed, digit_files):
+def test_serve_from_the_wheel_answers_the_readme_curl_examples(installed, digit_files):
     from .test_serve import Server
 
     bin_dir, work = installed
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     model = REPO / "artifacts_digits" / "digits_cnn.onnx"
-    server = Server([str(bin_dir / "lightning-digits"), "serve", f"--model={model}"], work, env)
+    server = Server([str(bin_dir / "lightning-digits"), "serve", f"--model={model}"], work / "serve_cwd", env)
     try:
         folder, labels = digit_files
-        curl = ["curl", "-s", "-F", f"file=@{folder / 'digit_0.png'}", f"{server.url}/predict"]
-        answer = json.loads(subprocess.run(curl, capture_output=True, text=True, timeout=30, check=True).stdout)
-        assert answer["predictions"][0]["predicted"] == str(labels[0])
-        assert answer["model"]["file"] == "digits_cnn.onnx"
+        digit = folder / "digit_0.png"
+        multipart = ["-F", f"file=@{digit}"]
+        raw = ["--data-binary", f"@{digit}", "-H", "Content-Type: image/png"]
+        for body in (multipart, raw):
+            curl = ["curl", "-s", *body, f"{server.url}/predict"]
+            answer = json.loads(subprocess.run(curl, capture_output=True, text=True, timeout=30, check=True).stdout)
+            assert answer["predictions"][0]["predicted"] == str(labels[0])
+            assert answer["model"]["file"] == "digits_cnn.onnx"
     finally:
-        assert server.stop()[0] == 0
+        assert server.stop() == 0
