@@ -1,18 +1,24 @@
-"""What runs around training and prediction: the fixed-name checkpoints and the predictions writer."""
+"""What runs around training and prediction: the fixed-name checkpoints, what happens on an interrupt or a failure
+(under DDP too), and the predictions writer."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+from lightning.pytorch.trainer.connectors.signal_connector import _get_sigkill_signal
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
-from lightning_digits.errors import UserError
+from lightning_digits.errors import NOTICES, UserError
 from lightning_digits.predictions import predictions_csv
 
 
@@ -57,17 +63,88 @@ class FinalCheckpoint(ModelCheckpoint):
 
 
 class InterruptCheckpoint(Callback):
-    """On Ctrl-C or a crash during training, save the state as the final checkpoint so `--ckpt_path last`
+    """On Ctrl-C, SIGTERM or a crash during training, save the state as the final checkpoint so `--ckpt_path last`
     resumes from it. Not for mistakes caught before training starts, nor outside `fit`: those must leave
     existing checkpoints alone. (Lightning's OnExceptionCheckpoint deletes its file at teardown, which
-    would delete the final checkpoint here.)"""
+    would delete the final checkpoint here.)
+
+    Rank 0 writes its own copy and waits for no one: `trainer.save_checkpoint` ends in a barrier, and under DDP
+    the rank that failed never reaches it while the others sit in the collective it left (the run hung).
+    Every rank holds the same weights, so rank 0's copy is the run's state."""
 
     def __init__(self, dirpath: str) -> None:
         self.path = Path(dirpath) / artifacts.FINAL_CHECKPOINT
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0 and not isinstance(exception, UserError):
-            trainer.save_checkpoint(self.path)
+        fitting = trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0
+        if fitting and trainer.is_global_zero and not isinstance(exception, UserError):
+            # trainer.save_checkpoint without its closing barrier (the dump itself is collective-free under DDP).
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            trainer.strategy.save_checkpoint(checkpoint, self.path)
+
+
+class EndEveryRank(Callback):
+    """Under DDP, an exception on one rank ends every rank within seconds instead of leaving them waiting in a
+    collective for it (with NCCL, for the process group's 30-minute timeout).
+
+    Lightning 2.6.6 does half of it: the launcher on rank 0 SIGKILLs every process once another rank has
+    exited with an error (it looks every 5 s), and on Ctrl-C rank 0 SIGKILLs the others after its own
+    `on_exception`. Here rank 0 does the same on any exception, and the rank that failed says so in one line
+    (the traceback follows). Under torchrun or SLURM, whose agents start the processes, the agent ends them."""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.world_size == 1:
+            return
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            NOTICES.error(
+                f"rank {trainer.global_rank} of {trainer.world_size} failed with {type(exception).__name__}: "
+                f"{exception}; ending every rank"
+            )
+        launcher = trainer.strategy.launcher
+        if isinstance(launcher, _SubprocessScriptLauncher):  # it holds the other ranks' processes on rank 0 only
+            launcher.kill(_get_sigkill_signal())
+
+
+class StopOnSigterm(Callback):
+    """SIGTERM (how SLURM, Kubernetes and `timeout` stop a job) ends a fit after the current training step, on
+    every rank at the same step; InterruptCheckpoint then saves the state, and the exit code is 143 (128 + 15,
+    "terminated", so that a scheduler does not take the run for finished).
+
+    Replaces Lightning 2.6.6's handler while training: that one broadcasts from inside the signal handler, i.e.
+    a collective at whatever point each rank happens to be, and a two-process fit on the CPU hung on it. Here the
+    handler only sets a flag; after each step the ranks take the maximum of their flags (one all_reduce), so a
+    signal to any one rank stops them all together. Lightning restores the previous handler at teardown."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _install(self) -> None:
+        # After Lightning installed its own (Trainer._run, after on_fit_start); only the main thread may.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        requested = self.requested
+        if trainer.world_size > 1:
+            flag = torch.tensor([int(requested)], device=pl_module.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            requested = bool(flag.item())
+        if requested:
+            if trainer.is_global_zero:
+                NOTICES.info(
+                    f"SIGTERM: stopped after step {trainer.global_step}"
+                    f"{' on every rank' if trainer.world_size > 1 else ''}; resume with --ckpt_path last"
+                )
+            raise SIGTERMException(128 + signal.SIGTERM)
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -25,7 +25,14 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from lightning_digits import artifacts, presets  # noqa: E402
 from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
-from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, InterruptCheckpoint, PredictionWriter  # noqa: E402
+from lightning_digits.callbacks import (  # noqa: E402
+    DigitsCheckpoint,
+    EndEveryRank,
+    FinalCheckpoint,
+    InterruptCheckpoint,
+    PredictionWriter,
+    StopOnSigterm,
+)
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.demo import demo  # noqa: E402
@@ -117,7 +124,12 @@ class DigitsCLI(LightningCLI):
                 *mlflow_loggers(config.mlflow),
             ]
         # Not a config option: it must write beside the last checkpoint for `--ckpt_path last` to find it.
-        kwargs["callbacks"] = [*(config.trainer.callbacks or []), InterruptCheckpoint(config.checkpoint.dirpath)]
+        kwargs["callbacks"] = [
+            *(config.trainer.callbacks or []),
+            InterruptCheckpoint(config.checkpoint.dirpath),
+            EndEveryRank(),
+            StopOnSigterm(),
+        ]
         kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
         return super().instantiate_trainer(**kwargs)
 

@@ -1,12 +1,17 @@
 """Two CPU processes (gloo) under Lightning's DDP, through the real CLI in subprocesses: Lightning's ddp
-launcher re-executes sys.argv, so it must never run inside the pytest process. The one-process run that the
-DDP test is compared with needs no launcher, so it runs here through main(argv)."""
+launcher re-executes sys.argv, so it must never run inside the pytest process. The one-process runs that the
+DDP tests compare with or resume in need no launcher, so they run here through main(argv). Faults as they come:
+an exception on one rank, SIGTERM from outside."""
 
 import csv
+import signal
+import time
 
 import pytest
+import torch
 
-from .conftest import TINY_MODEL, run_cli
+from .conftest import TINY_MODEL, run_cli, write_dataset
+from .processes import DDP_BOUNDED, CommandGroup
 
 DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
 
@@ -42,3 +47,54 @@ def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
     rows = list(csv.DictReader(open(art / "predictions.csv")))
     assert [r["file"] for r in rows] == [f"test[{i}]" for i in range(10_000)]
     assert not list(art.glob(".predictions*")), "no temporary file left behind"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    # 640 training images after the 200 for validation: 10 steps of 32 per rank and epoch.
+    return write_dataset(tmp_path_factory.mktemp("ddp_faults") / "data", n_train=840, n_test=200)
+
+
+def _fit(data, art, *extra: str) -> list[str]:
+    return ["fit", f"--data.data_dir={data}", "--data.val_size=200", "--data.batch_size=32", f"--artifacts_dir={art}",
+            *TINY_MODEL, "--progress_bar.refresh_rate=0", "--trainer.enable_model_summary=false", *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_an_exception_on_one_rank_ends_every_rank_within_seconds_and_names_it(tmp_path, data):
+    raised = tmp_path / "raised"
+    args = _fit(data, tmp_path / "art", *DDP_BOUNDED, "--trainer.max_epochs=5",
+                "--trainer.callbacks+=tests.faults.RaiseOnRank", "--trainer.callbacks.rank=1",
+                "--trainer.callbacks.step=3", f"--trainer.callbacks.mark={raised}")  # fmt: skip
+    with CommandGroup(args, tmp_path) as run:
+        run.until(raised, seconds=150)
+        code = run.wait(30, since="rank 1 raised")
+        assert run.gone(within=10), "a rank outlived the run"
+    output = run.output()
+    assert code != 0, output[-3000:]
+    assert "rank 1 of 2 failed with RuntimeError: injected failure on rank 1 at step 3; ending every rank" in output
+    assert "Traceback" in output and "RuntimeError: injected failure on rank 1 at step 3" in output
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint_that_resumes(tmp_path, data, cli):
+    """SIGTERM to the launching process only (what `timeout` or a container's stop sends): every rank stops after
+    the same step within the grace period, rank 0 saves that step, and `--ckpt_path last` goes on from it."""
+    art = tmp_path / "art"
+    final = art / "digits_cnn_final.ckpt"
+    with CommandGroup(_fit(data, art, *DDP_BOUNDED, "--trainer.max_epochs=50"), tmp_path) as run:
+        run.until(final, seconds=150)
+        time.sleep(1.0)  # into the second epoch
+        run.process.send_signal(signal.SIGTERM)
+        code = run.wait(30, since="SIGTERM")
+        assert run.gone(within=10), "a rank outlived the run"
+    output = run.output()
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    stopped = torch.load(final, map_location="cpu", weights_only=True)
+    assert f"SIGTERM: stopped after step {stopped['global_step']} on every rank" in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+
+    resumed = cli(*_fit(data, art, f"--trainer.max_epochs={stopped['epoch'] + 2}", "--ckpt_path=last"))
+    assert resumed.code == 0, resumed.err[-3000:]
+    finished = torch.load(final, map_location="cpu", weights_only=True)
+    assert finished["epoch"] == stopped["epoch"] + 1 and finished["global_step"] > stopped["global_step"]

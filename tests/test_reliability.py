@@ -90,6 +90,18 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data, cli):
 
 
 @pytest.mark.slow
+def test_sigterm_stops_after_the_step_with_its_state_saved_and_says_so(tmp_path, data):
+    """One process (DDP's case is in test_ddp.py): the signal comes at step 3, from inside, as from a scheduler."""
+    art = tmp_path / "art"
+    run = run_cli(*_fit_args(data, art, "--trainer.max_epochs=5", "--trainer.callbacks+=tests.faults.SigtermAtStep",
+                             "--trainer.callbacks.step=3"), timeout=120)  # fmt: skip
+    assert run.returncode == 128 + signal.SIGTERM, run.stderr[-3000:]
+    assert "SIGTERM: stopped after step 4; resume with --ckpt_path last" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert _saved(art / "digits_cnn_final.ckpt")["global_step"] == 4
+
+
+@pytest.mark.slow
 def test_two_seeded_deterministic_fits_are_identical(tmp_path, data, cli):
     """One fit in this process, one in a fresh one: nothing may depend on the process (hash seeds, ...)."""
     args = {name: _fit_args(data, tmp_path / name, "--trainer.max_epochs=2", "--trainer.deterministic=true",
