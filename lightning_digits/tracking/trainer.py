@@ -45,6 +45,8 @@ class RunRecord(Callback):
         self.tracking_uri = tracking_uri
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Every rank reads it: under DDP it is a broadcast from rank 0, which waits for all ranks.
+        log_dir = trainer.log_dir or ""
         if not trainer.is_global_zero:
             return
         logger = _mlflow_logger(trainer)
@@ -54,7 +56,7 @@ class RunRecord(Callback):
             return
         record = {"tracking_uri": self.tracking_uri, "experiment_id": logger.experiment_id, "run_id": logger.run_id}
         write_text(self.record, json.dumps(record, indent=2) + "\n")
-        config = Path(trainer.log_dir or "") / "config.yaml"  # SaveConfigCallback wrote it in setup()
+        config = Path(log_dir) / "config.yaml"  # SaveConfigCallback wrote it in setup()
         if config.is_file():
             logger.experiment.log_artifact(logger.run_id, str(config))
 
