@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
+from lightning_digits.data.augment import rank_seed
 from lightning_digits.errors import NOTICES, UserError
 from lightning_digits.predictions import predictions_csv
 
@@ -147,6 +148,38 @@ class StopOnSigterm(Callback):
             raise SIGTERMException(128 + signal.SIGTERM)
 
 
+class SeedPerRank(Callback):
+    """Under DDP every rank runs seed_everything with the same seed, so the default generators, which draw the
+    dropout masks (on CUDA through nn.Dropout, on CPU through models/cnn.py's Dropout), would draw the same masks
+    on every rank. At the start of fit, rank r > 0 reseeds them with its own seed (data/augment.py rank_seed)."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank > 0:
+            torch.manual_seed(rank_seed(torch.initial_seed(), trainer.global_rank))  # CPU and every CUDA device
+
+
+def bf16_advice(precision: str, capability: tuple[int, int]) -> str | None:
+    """A line for bf16 on a GPU of compute capability `capability` that has no bf16 units (before Ampere, 8.0):
+    torch emulates it there, slower than fp32, without a word."""
+    if not str(precision).startswith("bf16") or capability >= (8, 0):
+        return None
+    major, minor = capability
+    return (
+        f"--trainer.precision {precision} on a GPU of compute capability {major}.{minor}: bf16 is emulated before "
+        "8.0 (V100, T4), slower than fp32; --trainer.precision 16-mixed uses its fp16 units"
+    )
+
+
+class PrecisionAdvice(Callback):
+    """Says so once at the start of fit when the chosen precision is emulated on the GPU in use."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda" and trainer.is_global_zero:
+            advice = bf16_advice(trainer.precision, torch.cuda.get_device_capability(pl_module.device))
+            if advice:
+                NOTICES.warning(advice)
+
+
 class PredictionWriter(BasePredictionWriter):
     """Writes `predictions.csv` (file, predicted class, confidence, top 3) in input order, once, on rank 0."""
 
@@ -183,3 +216,9 @@ class PredictionWriter(BasePredictionWriter):
 
     def path(self, trainer: pl.Trainer) -> Path:
         return Path(self.output_file or Path(trainer.default_root_dir) / artifacts.PREDICTIONS)
+
+
+def fixed_callbacks(checkpoint_dir: str) -> list[Callback]:
+    """What every Trainer of the command has, not a config option: the interrupt checkpoint (beside the last
+    one, where `--ckpt_path last` looks), failures and SIGTERM under DDP, dropout seeds per rank, bf16 advice."""
+    return [InterruptCheckpoint(checkpoint_dir), EndEveryRank(), StopOnSigterm(), SeedPerRank(), PrecisionAdvice()]

@@ -25,14 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from lightning_digits import artifacts, presets  # noqa: E402
 from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
-from lightning_digits.callbacks import (  # noqa: E402
-    DigitsCheckpoint,
-    EndEveryRank,
-    FinalCheckpoint,
-    InterruptCheckpoint,
-    PredictionWriter,
-    StopOnSigterm,
-)
+from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, PredictionWriter, fixed_callbacks  # noqa: E402
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.demo import demo  # noqa: E402
@@ -123,13 +116,8 @@ class DigitsCLI(LightningCLI):
                 TensorBoardLogger(config.artifacts_dir, name=artifacts.TENSORBOARD),
                 *mlflow_loggers(config.mlflow),
             ]
-        # Not a config option: it must write beside the last checkpoint for `--ckpt_path last` to find it.
-        kwargs["callbacks"] = [
-            *(config.trainer.callbacks or []),
-            InterruptCheckpoint(config.checkpoint.dirpath),
-            EndEveryRank(),
-            StopOnSigterm(),
-        ]
+        # Not config options: the interrupt checkpoint must go beside the last one for `--ckpt_path last` to find it.
+        kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed_callbacks(config.checkpoint.dirpath)]
         kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
         return super().instantiate_trainer(**kwargs)
 

@@ -22,6 +22,12 @@ def as_model_input(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1) if images.ndim == 3 else images
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of one DDP rank's random draws (augmentation here, dropout in callbacks.SeedPerRank): every rank
+    starts from the same seed, but their draws must differ. Rank 0 keeps `seed`, so one process is unchanged."""
+    return (seed + 7919 * rank) % 2**63
+
+
 @dataclass(frozen=True)
 class AffineRanges:
     """Ranges to draw from uniformly: degrees, fraction of the image size, and fractional scale change."""

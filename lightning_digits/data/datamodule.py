@@ -17,7 +17,7 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_digits.data.augment import AffineRanges, as_model_input, random_affine
+from lightning_digits.data.augment import AffineRanges, as_model_input, random_affine, rank_seed
 from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
 from lightning_digits.errors import UserError
@@ -146,6 +146,5 @@ class DigitsDataModule(pl.LightningDataModule):
         # Its own generator, offset by rank: under DDP every rank is seeded alike, but its draws must differ.
         if self._augment_generator is None or self._augment_generator.device != device:
             rank = self.trainer.global_rank if self.trainer is not None else 0
-            seed = torch.initial_seed() + 7919 * rank
-            self._augment_generator = torch.Generator(device).manual_seed(seed % 2**63)
+            self._augment_generator = torch.Generator(device).manual_seed(rank_seed(torch.initial_seed(), rank))
         return self._augment_generator

@@ -72,9 +72,16 @@ class LitDigits(pl.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         # Metric objects, not per-batch means: under DDP they sum counts across ranks, so validation and test
         # figures are those of the whole set. Plain accuracy: torchmetrics' default average is "macro".
+        # Training's metrics skip the input checks (label range, NaN loss): each reads a value back from the device,
+        # a host sync per step on a GPU; validation and test keep them.
         self.train_metrics, self.val_metrics, self.test_metrics = (
-            MetricCollection({"acc": MulticlassAccuracy(num_classes=10, average="micro"), "loss": MeanMetric()})
-            for _ in range(3)
+            MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes=10, average="micro", validate_args=checked),
+                    "loss": MeanMetric(nan_strategy="warn" if checked else "disable"),
+                }
+            )
+            for checked in (False, True, True)
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
