@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser postgres train evaluate demo serve tune test test-fast lint clean
+.PHONY: setup browser postgres train evaluate demo serve tune gpu-check gpu-check-cpu test test-fast lint clean
 
 $(STAMP): pyproject.toml web/package-lock.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ serve: $(STAMP)
 
 tune: $(STAMP)
 	$(BIN)/lightning-digits tune -c tune
+
+# The first run on a machine with GPUs (every GPU; docs/performance.md says what to send back), and the same rows
+# in a reduced form on 2 CPU processes (tests/test_gpu_check.py runs that one).
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
+
+gpu-check-cpu: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --cpu
 
 # Two pytest workers, one file each at a time (module fixtures stay in one process): most tests wait on a
 # subprocess, a server or a database, so two keep both cores busy (docs/performance.md has the timings).

@@ -3,6 +3,12 @@ the fp32 model by `lightning_digits.export.quantize_int8`, as `lightning-digits 
 batch 1, 64 and 256, on real MNIST test images, in one process.
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/inference.py [--checkpoint C] [--onnx M]
+        [--device cuda]
+
+The ONNX rows run the checkpoint's own export (made here, in a temporary folder) unless `--onnx` names a file,
+which must then match the checkpoint (the export parity check); a fresh clone has the committed ONNX file but
+no checkpoint: `make train` makes one. `--device cuda` runs the eager row on the GPU (synchronised before each
+clock reading); onnxruntime stays on the CPU (this project installs its CPU build).
 
 Prints p50/p99 latency and img/s per engine and batch, speed-ups against eager and against ONNX fp32, the
 test accuracy of each engine on all 10,000 test images, peak RSS, and one JSON line.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +31,9 @@ import torch
 from lightning_digits import artifacts
 from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.augment import as_model_input
-from lightning_digits.data.sources import load_split
-from lightning_digits.export import quantize_int8
+from lightning_digits.data.sources import DATASETS, load_split
+from lightning_digits.errors import UserError
+from lightning_digits.export import check_parity, export_onnx, quantize_int8
 
 
 def timings(run, images: np.ndarray, batch: int, seconds: float = 2.0) -> dict:
@@ -50,26 +58,43 @@ def accuracy(run, images: np.ndarray, labels: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}")
-    parser.add_argument("--onnx", default=f"{artifacts.DEFAULT_DIR}/{artifacts.ONNX_MODEL}")
+    parser.add_argument("--onnx", help="an ONNX file of the same checkpoint (default: export it here)")
+    parser.add_argument("--device", default="cpu", help="where the eager row runs: cpu, cuda, cuda:1, ...")
     args = parser.parse_args()
-    net = load_checkpoint(args.checkpoint).net.eval()
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+    except UserError as exc:
+        sys.exit(f"bench/inference.py: {exc}")
+    net = checkpoint.net.eval()
     images_u8, labels = load_split("mnist", None, "test")
     images = as_model_input(torch.from_numpy(images_u8)).numpy()
     train_u8, _ = load_split("mnist", None, "train")
     calibration = as_model_input(torch.from_numpy(train_u8[:1000])).numpy()
 
+    options = ort.SessionOptions()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(args.onnx or Path(tmp) / "fp32.onnx")
+        if args.onnx:
+            try:
+                check_parity(net, onnx_path, images[:256])
+            except UserError as exc:
+                sys.exit(f"bench/inference.py: --onnx {args.onnx} is not --checkpoint {args.checkpoint} ({exc})")
+        else:
+            export_onnx(net, onnx_path, DATASETS[checkpoint.dataset].class_names, images[:256])
+        fp32 = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        int8_path = Path(tmp) / "int8.onnx"
+        quantize_int8(onnx_path, int8_path, calibration)
+        int8 = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
+
+    device = torch.device(args.device)
+    net.to(device)
+
     def eager(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return net(torch.from_numpy(x)).numpy()
+            return net(torch.from_numpy(x).to(device)).cpu().numpy()  # .cpu() waits for the device
 
-    options = ort.SessionOptions()
-    fp32 = ort.InferenceSession(args.onnx, options, providers=["CPUExecutionProvider"])
-    with tempfile.TemporaryDirectory() as tmp:
-        int8_path = Path(tmp) / "int8.onnx"
-        quantize_int8(args.onnx, int8_path, calibration)
-        int8 = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
     engines = {
-        "eager": eager,
+        f"eager {device.type}": eager,
         "onnx fp32": lambda x: fp32.run(["logits"], {"image": x})[0],
         "onnx int8": lambda x: int8.run(["logits"], {"image": x})[0],
     }
@@ -80,7 +105,7 @@ def main() -> None:
             results[name][batch] = t = timings(run, images, batch)
         for name in engines:
             t = results[name][batch]
-            vs_eager = t["images_per_second"] / results["eager"][batch]["images_per_second"]
+            vs_eager = t["images_per_second"] / results[f"eager {device.type}"][batch]["images_per_second"]
             vs_fp32 = t["images_per_second"] / results["onnx fp32"][batch]["images_per_second"]
             print(f"{name:10} {batch:5} {t['p50_ms']:8.3f} {t['p99_ms']:8.3f} {t['images_per_second']:9.0f} "
                   f"{vs_eager:8.2f}x {vs_fp32:7.2f}x")  # fmt: skip
@@ -88,7 +113,7 @@ def main() -> None:
         print(f"{name:10} test accuracy {results[name]['accuracy']:.4f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB, torch threads {torch.get_num_threads()}")
-    print(json.dumps({"results": results, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"results": results, "peak_rss_mb": peak_mb, "device": str(device)}))
 
 
 if __name__ == "__main__":
