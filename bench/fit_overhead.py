@@ -2,7 +2,7 @@
 augmentation, in one process, taking turns.
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/fit_overhead.py [--rounds 3] [--steps 150]
-        [-c configs/fast.yaml] [-- more fit flags]
+        [-c configs/fast.yaml] [--device cuda] [-- more fit flags]
 
 - bare loop: the data module's loader and batch hook, then autocast forward, cross-entropy, zero_grad,
   backward, optimizer step: nothing else (the reference);
@@ -13,7 +13,8 @@ augmentation, in one process, taking turns.
 Both Lightning rows time the steps after the first `--warmup` ones, from the end of one step to the end of
 the last (fetching, the batch hook, the step and every hook in between), so set-up and validation are not
 counted. Prints the median ms per step of each row over the rounds, its overhead (the ratio of medians, and
-the median of each round's ratio to that round's bare loop) and one JSON line.
+the median of each round's ratio to that round's bare loop) and one JSON line. `--device` puts all three rows on
+one device (default the CPU), and each waits for it before reading a clock.
 """
 
 from __future__ import annotations
@@ -28,36 +29,41 @@ from functools import partial
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from devices import accelerator, add_device_flag, synchronize
 
 from lightning_digits.cli import build_without_trainer, run_lightning
 
 
 class StepClock(pl.Callback):
-    """Seconds per step from the end of step `warmup - 1` to the end of the last step."""
+    """Seconds per step from the end of step `warmup - 1` to the end of step `steps - 1`, waiting for the device
+    at those two points only."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+    def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
+        self.warmup, self.last, self.device, self.start, self.end = warmup, steps, device, 0.0, 0.0
+        self.steps = steps - warmup
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.warmup:  # global_step counts optimizer steps already taken
-            self.start = time.perf_counter()
-        elif trainer.global_step > self.warmup:
-            self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+        if trainer.global_step in (self.warmup, self.last):  # global_step counts optimizer steps already taken
+            synchronize(self.device)
+            if trainer.global_step == self.warmup:
+                self.start = time.perf_counter()
+            else:
+                self.end = time.perf_counter()
 
     @property
     def seconds_per_step(self) -> float:
         return (self.end - self.start) / self.steps
 
 
-def _fit_flags(config: list[str], steps: int, extra: list[str], folder: str) -> list[str]:
+def _fit_flags(config: list[str], steps: int, extra: list[str], folder: str, device: torch.device) -> list[str]:
     # One epoch of exactly `steps` batches; its validation comes after the timed steps.
     return [*[f"--config={c}" for c in config], f"--artifacts_dir={folder}", "--trainer.max_epochs=1",
             f"--trainer.limit_train_batches={steps}", "--trainer.num_sanity_val_steps=0",
-            *extra]  # fmt: skip
+            f"--trainer.accelerator={accelerator(device)}", "--trainer.devices=1", *extra]  # fmt: skip
 
 
-def command_fit(flags: list[str], warmup: int) -> float:
-    clock = StepClock(warmup)
+def command_fit(flags: list[str], steps: int, warmup: int, device: torch.device) -> float:
+    clock = StepClock(warmup, steps, device)
     run_lightning(["fit", *flags], callbacks=[clock])
     return clock.seconds_per_step
 
@@ -71,21 +77,21 @@ class _Parts:
         self.data.setup("fit")
 
 
-def plain_trainer_fit(flags: list[str], steps: int, warmup: int, folder: str) -> float:
+def plain_trainer_fit(flags: list[str], steps: int, warmup: int, folder: str, device: torch.device) -> float:
     built = _Parts(flags)
-    clock = StepClock(warmup)
+    clock = StepClock(warmup, steps, device)
     trainer = pl.Trainer(
         max_epochs=1, limit_train_batches=steps, num_sanity_val_steps=0, precision=built.precision, logger=False,
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[clock],
-        default_root_dir=folder, devices=1,
+        default_root_dir=folder, accelerator=accelerator(device), devices=1,
     )  # fmt: skip
     trainer.fit(built.model, datamodule=built.data)
     return clock.seconds_per_step
 
 
-def bare_loop(flags: list[str], steps: int, warmup: int) -> float:
+def bare_loop(flags: list[str], steps: int, warmup: int, device: torch.device) -> float:
     built = _Parts(flags)
-    model, data = built.model, built.data
+    model, data = built.model.to(device), built.data
     model.trainer = data.trainer = _Training(steps)  # type: ignore[assignment]
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
@@ -94,13 +100,16 @@ def bare_loop(flags: list[str], steps: int, warmup: int) -> float:
     model.train()
     for step in range(steps):
         if step == warmup:
+            synchronize(device)
             start = time.perf_counter()
-        images, labels = data.on_after_batch_transfer(next(batches), 0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        batch = [tensor.to(device) for tensor in next(batches)]  # as Lightning's transfer does
+        images, labels = data.on_after_batch_transfer(batch, 0)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(images), labels, label_smoothing=model.hparams.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    synchronize(device)
     return (time.perf_counter() - start) / (steps - warmup)
 
 
@@ -121,15 +130,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="training steps per run")
     parser.add_argument("--warmup", type=int, default=20, help="steps not timed at the start of each run")
     parser.add_argument("extra", nargs="*", help="more `fit` flags, after --")
+    add_device_flag(parser)
     args = parser.parse_args()
     samples: dict[str, list[float]] = {"bare loop": [], "lightning-digits fit": [], "plain Trainer": []}
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory() as folder:
-            flags = _fit_flags(args.config, args.steps, args.extra, folder)
+            flags = _fit_flags(args.config, args.steps, args.extra, folder, args.device)
             rows = {
-                "bare loop": partial(bare_loop, flags, args.steps, args.warmup),
-                "lightning-digits fit": partial(command_fit, flags, args.warmup),
-                "plain Trainer": partial(plain_trainer_fit, flags, args.steps, args.warmup, folder),
+                "bare loop": partial(bare_loop, flags, args.steps, args.warmup, args.device),
+                "lightning-digits fit": partial(command_fit, flags, args.steps, args.warmup, args.device),
+                "plain Trainer": partial(plain_trainer_fit, flags, args.steps, args.warmup, folder, args.device),
             }
             names = list(rows)
             for name in names[round_ % 3 :] + names[: round_ % 3]:  # each row goes first in turn
@@ -144,6 +154,7 @@ def main() -> None:
         print(f"{name:22} {1000 * medians[name]:8.2f} {1000 * min(values):7.2f} {1000 * max(values):7.2f} "
               f"{100 * (medians[name] / medians['bare loop'] - 1):12.1f}% {100 * paired[name]:9.1f}%")  # fmt: skip
     print(json.dumps({"config": args.config, "extra": args.extra, "steps": args.steps, "warmup": args.warmup,
+                      "device": str(args.device),
                       "ms_per_step": {k: [1000 * v for v in vs] for k, vs in samples.items()},
                       "overhead": {k: medians[k] / medians["bare loop"] - 1 for k in samples},
                       "overhead_per_round": paired}))  # fmt: skip

@@ -2,7 +2,7 @@
 torchvision DataLoader, on the real MNIST training images, in one process (same threads, same model).
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--fp32] [--profile]
-        [--model-config configs/fast.yaml]
+        [--model-config configs/fast.yaml] [--device cuda]
 
 - step alone: forward + backward + Adam on a batch that is already a float tensor (the reference);
 - pipeline: DataLoader over the uint8 tensor + on_after_batch_transfer (scale + batched per-sample affine) + step;
@@ -11,7 +11,8 @@ torchvision DataLoader, on the real MNIST training images, in one process (same 
   Dropout and fused Adam.
 Prints a table and one JSON line: per row, the median img/s over timed windows and its overhead against the
 step alone (noisy on a shared machine), and the ms per batch spent getting the batch vs in the step, timed
-within the same steps ("input/step": the input pipeline's share, the steadier figure).
+within the same steps ("input/step": the input pipeline's share, the steadier figure). `--device` runs every row
+on one device (batches copied there as Lightning does); each clock reading waits for it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
+from devices import add_device_flag, synchronize
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -57,17 +59,17 @@ class _PerSampleMnist(Dataset):
 
 
 def _step(model: LitDigits, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, bf16: bool):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = F.cross_entropy(model(images), labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
-def _stock_torch_step(model_args: dict, bf16: bool) -> Callable:
+def _stock_torch_step(model_args: dict, bf16: bool, device: torch.device) -> Callable:
     """The same network and step with torch's nn.Dropout and the default per-tensor Adam, as this project had
     them before: the row shows what its own Dropout and the fused Adam buy."""
-    model = LitDigits(**model_args)
+    model = LitDigits(**model_args).to(device)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, Dropout):
@@ -76,7 +78,9 @@ def _stock_torch_step(model_args: dict, bf16: bool) -> Callable:
     return lambda images, labels: _step(model, optimizer, images, labels, bf16)
 
 
-def _measure(rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size: int, windows: int) -> dict:
+def _measure(
+    rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size: int, windows: int, device: torch.device
+) -> dict:
     """Per row (batches and a step), the medians over `windows` rounds of: images/s end to end, and ms per batch
     spent getting the batch vs in the step. The rows take turns within each round, so that a noisy neighbour or a
     warming cache hits them alike; the input/step split is timed within the same steps, so it does not depend on
@@ -91,8 +95,10 @@ def _measure(rows: dict[str, tuple[Iterator, Callable]], steps: int, batch_size:
             for _ in range(steps):
                 start = time.perf_counter()
                 batch = next(iterator)
+                synchronize(device)
                 ready = time.perf_counter()
                 step(*batch)
+                synchronize(device)
                 input_seconds += ready - start
                 step_seconds += time.perf_counter() - ready
             samples[name]["rate"].append(steps * batch_size / (input_seconds + step_seconds))
@@ -111,24 +117,27 @@ def main() -> None:
     parser.add_argument(
         "--model-config", type=Path, help="the network of this config's model section (e.g. configs/fast.yaml)"
     )
+    add_device_flag(parser)
     args = parser.parse_args()
+    device = args.device
     torch.manual_seed(0)
     bf16 = not args.fp32
     data = DigitsDataModule(batch_size=args.batch_size, download=False)
     data.setup("fit")
     written = yaml.safe_load(args.model_config.read_text()).get("model", {}) if args.model_config else {}
     model_args = {**written, "channels_last": bf16, "scheduler": "none"}
-    model = LitDigits(**model_args)
+    model = LitDigits(**model_args).to(device)
     optimizer = model.configure_optimizers()  # the optimizer that training uses
     step = lambda images, labels: _step(model, optimizer, images, labels, bf16)  # noqa: E731
 
     def forever(loader: DataLoader, transfer: Callable | None = None) -> Iterator:
         while True:
             for batch in loader:
+                batch = [tensor.to(device) for tensor in batch]  # as Lightning's transfer does
                 yield transfer(batch) if transfer else batch
 
     images, labels = data.train_set.tensors
-    fixed = (images[: args.batch_size].float().div(255).unsqueeze(1), labels[: args.batch_size])
+    fixed = (images[: args.batch_size].float().div(255).unsqueeze(1).to(device), labels[: args.batch_size].to(device))
 
     class _Training:  # the batch hook augments only while the trainer is training
         training = True
@@ -140,9 +149,9 @@ def main() -> None:
         "step alone": (iter(lambda: fixed, None), step),
         "pipeline": (forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)), step),
         "naive per-sample": (forever(naive), step),
-        "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(model_args, bf16)),
+        "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(model_args, bf16, device)),
     }
-    results = _measure(rows, args.steps, args.batch_size, args.windows)
+    results = _measure(rows, args.steps, args.batch_size, args.windows, device)
     reference = results["step alone"]["rate"]
     print(f"{'row':18} {'img/s':>8} {'vs step alone':>14} {'input ms':>9} {'step ms':>8} {'input/step':>11}")
     for name, r in results.items():
@@ -163,7 +172,7 @@ def main() -> None:
                 print(f"\n{name}, 10 steps, by operator{' and input shapes' if by_shape else ''}:\n{table}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB, threads {torch.get_num_threads()}, bf16 {bf16}, batch {args.batch_size}")
-    print(json.dumps({"rows": results, "peak_rss_mb": peak_mb, "bf16": bf16}))
+    print(json.dumps({"rows": results, "peak_rss_mb": peak_mb, "bf16": bf16, "device": str(device)}))
 
 
 if __name__ == "__main__":
