@@ -130,3 +130,11 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
 
 # Small, fast training settings for CLI tests (a narrow network, no extra loggers' cost worth noting).
 TINY_MODEL = ["--model.channels=[8,16]", "--model.hidden=32", "--trainer.precision=32-true"]
+# Two CPU processes (gloo) with a process-group timeout of one minute instead of 30: a collective that waits for
+# a rank that is gone gives up within the test rather than after it.
+DDP_BOUNDED = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=2",
+    "--trainer.strategy=lightning.pytorch.strategies.DDPStrategy",
+    "--trainer.strategy.timeout=0:01:00",
+]

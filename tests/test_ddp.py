@@ -5,13 +5,16 @@ an exception on one rank, SIGTERM from outside."""
 
 import csv
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import TINY_MODEL, run_cli, write_dataset
-from .processes import DDP_BOUNDED, CommandGroup
+from .conftest import DDP_BOUNDED, REPO, TINY_MODEL, run_cli, write_dataset
+from .harness import ProcessGroup
 
 DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
 
@@ -56,20 +59,40 @@ def data(tmp_path_factory):
 
 
 def _fit(data, art, *extra: str) -> list[str]:
-    return ["fit", f"--data.data_dir={data}", "--data.val_size=200", "--data.batch_size=32", f"--artifacts_dir={art}",
-            *TINY_MODEL, "--progress_bar.refresh_rate=0", "--trainer.enable_model_summary=false", *extra]  # fmt: skip
+    return [sys.executable, "-m", "lightning_digits", "fit", f"--data.data_dir={data}", "--data.val_size=200",
+            "--data.batch_size=32", f"--artifacts_dir={art}", *TINY_MODEL, "--progress_bar.refresh_rate=0",
+            "--trainer.enable_model_summary=false", *extra]  # fmt: skip
+
+
+def _until(run: ProcessGroup, path: Path, seconds: float) -> None:
+    """Wait until `path` exists; fail if the run ends first or it takes longer than `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert run.process.poll() is None, f"ended before {path.name} appeared:\n{run.output()[-3000:]}"
+        assert time.monotonic() < deadline, f"{path.name} did not appear within {seconds} s:\n{run.output()[-3000:]}"
+        time.sleep(0.2)
+
+
+def _exit_code(run: ProcessGroup, seconds: float, since: str) -> int:
+    try:
+        return run.process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {seconds} s after {since}:\n{run.output()[-3000:]}")
 
 
 @pytest.mark.slow
 def test_an_exception_on_one_rank_ends_every_rank_within_seconds_and_names_it(tmp_path, data):
     raised = tmp_path / "raised"
-    args = _fit(data, tmp_path / "art", *DDP_BOUNDED, "--trainer.max_epochs=5",
-                "--trainer.callbacks+=tests.faults.RaiseOnRank", "--trainer.callbacks.rank=1",
-                "--trainer.callbacks.step=3", f"--trainer.callbacks.mark={raised}")  # fmt: skip
-    with CommandGroup(args, tmp_path) as run:
-        run.until(raised, seconds=150)
-        code = run.wait(30, since="rank 1 raised")
-        assert run.gone(within=10), "a rank outlived the run"
+    run = ProcessGroup(_fit(data, tmp_path / "art", *DDP_BOUNDED, "--trainer.max_epochs=5",
+                            "--trainer.callbacks+=tests.faults.RaiseOnRank", "--trainer.callbacks.rank=1",
+                            "--trainer.callbacks.step=3", f"--trainer.callbacks.mark={raised}"),
+                       tmp_path / "output.txt", cwd=REPO)  # fmt: skip
+    try:
+        _until(run, raised, seconds=150)
+        code = _exit_code(run, 30, since="rank 1 raised")
+        run.wait_gone(within=10)  # every rank, not only the one we started
+    finally:
+        run.kill()
     output = run.output()
     assert code != 0, output[-3000:]
     assert "rank 1 of 2 failed with RuntimeError: injected failure on rank 1 at step 3; ending every rank" in output
@@ -82,19 +105,22 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint_that_resumes(tmp
     the same step within the grace period, rank 0 saves that step, and `--ckpt_path last` goes on from it."""
     art = tmp_path / "art"
     final = art / "digits_cnn_final.ckpt"
-    with CommandGroup(_fit(data, art, *DDP_BOUNDED, "--trainer.max_epochs=50"), tmp_path) as run:
-        run.until(final, seconds=150)
+    run = ProcessGroup(_fit(data, art, *DDP_BOUNDED, "--trainer.max_epochs=50"), tmp_path / "output.txt", cwd=REPO)
+    try:
+        _until(run, final, seconds=150)
         time.sleep(1.0)  # into the second epoch
-        run.process.send_signal(signal.SIGTERM)
-        code = run.wait(30, since="SIGTERM")
-        assert run.gone(within=10), "a rank outlived the run"
+        run.send(signal.SIGTERM)
+        code = _exit_code(run, 30, since="SIGTERM")
+        run.wait_gone(within=10)
+    finally:
+        run.kill()
     output = run.output()
     assert code == 128 + signal.SIGTERM, output[-3000:]
     stopped = torch.load(final, map_location="cpu", weights_only=True)
     assert f"SIGTERM: stopped after step {stopped['global_step']} on every rank" in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
 
-    resumed = cli(*_fit(data, art, f"--trainer.max_epochs={stopped['epoch'] + 2}", "--ckpt_path=last"))
+    resumed = cli(*_fit(data, art, f"--trainer.max_epochs={stopped['epoch'] + 2}", "--ckpt_path=last")[3:])
     assert resumed.code == 0, resumed.err[-3000:]
     finished = torch.load(final, map_location="cpu", weights_only=True)
     assert finished["epoch"] == stopped["epoch"] + 1 and finished["global_step"] > stopped["global_step"]

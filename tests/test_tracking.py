@@ -4,12 +4,13 @@ client API; and the one line a user gets when MLflow is asked for but not instal
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
 
-from .conftest import TINY_MODEL
-from .processes import DDP_BOUNDED, CommandGroup
+from .conftest import DDP_BOUNDED, TINY_MODEL
+from .harness import ProcessGroup
 
 pytest.importorskip("mlflow", reason='the mlflow extra is not installed (pip install -e ".[mlflow]")')
 
@@ -53,12 +54,19 @@ def test_a_two_process_fit_logs_one_run_with_its_metrics_and_config(tmp_path, ti
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["fit", "-c", "mlflow", f"--mlflow.tracking_uri={uri}", f"--data.data_dir={tiny_data}", "--data.val_size=50",
-            "--data.batch_size=16", f"--artifacts_dir={tmp_path / 'art'}", "--trainer.max_epochs=2",
-            "--trainer.limit_train_batches=3", *TINY_MODEL, "--progress_bar.refresh_rate=0", *DDP_BOUNDED]  # fmt: skip
-    with CommandGroup(args, tmp_path, cwd=tmp_path) as run:  # the SQLite store keeps artifacts under ./mlruns
-        code = run.wait(150, since="the start")
-        assert run.gone(within=10), "a rank outlived the run"
+    args = [sys.executable, "-m", "lightning_digits", "fit", "-c", "mlflow", f"--mlflow.tracking_uri={uri}",
+            f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=16",
+            f"--artifacts_dir={tmp_path / 'art'}", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
+            *TINY_MODEL, "--progress_bar.refresh_rate=0", *DDP_BOUNDED]  # fmt: skip
+    # In tmp_path: the SQLite store keeps its artifacts under ./mlruns.
+    run = ProcessGroup(args, tmp_path / "output.txt", cwd=tmp_path)
+    try:
+        code = run.process.wait(timeout=150)
+        run.wait_gone(within=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running after 150 s:\n{run.output()[-3000:]}")
+    finally:
+        run.kill()
     assert code == 0, run.output()[-3000:]
 
     client = MlflowClient(uri)
