@@ -96,7 +96,8 @@ class EndEveryRank(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.world_size == 1:
             return
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+        # A UserError is already one line of its own (cli.main); interrupts are said by whoever handles them.
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException, UserError)):
             NOTICES.error(
                 f"rank {trainer.global_rank} of {trainer.world_size} failed with {type(exception).__name__}: "
                 f"{exception}; ending every rank"
