@@ -41,22 +41,25 @@ def _option_for(folder: Path) -> str:
 
 
 def disk_fault(exc: OSError, target: Path | str | None = None, existed: bool = False) -> UserError | None:
-    """The one-line error for a write the disk refused (None for any other OSError). `target`: the file being
-    written, when known (else the error's own file name); `existed`: whether a previous version of it is kept."""
+    """The one-line error for a write the disk refused (None for any other OSError). `target`: the file that
+    atomic_path was writing (None: a file someone else writes, named by the error itself); `existed`: whether
+    a previous version of it is kept."""
     if exc.errno not in DISK_FAULTS:
         return None
     cause, fix = DISK_FAULTS[exc.errno]
-    # An error about another file (a library's scratch file in the temp folder, say) names that file's folder.
     failed = Path(exc.filename) if exc.filename else None
-    if target is None or (failed is not None and failed.parent != Path(target).parent):
-        target, existed = failed, False
-    if target is None:
-        return UserError(f"{cause} ({exc.strerror}); {fix.format(option='folder')}")
-    target = Path(target)
-    kept = f"the previous {target.name} is intact" if existed else f"no {target.name} was written"
+    if target is not None and (failed is None or failed.parent == Path(target).parent):
+        target = Path(target)
+        kept = f"the previous {target.name} is intact" if existed else f"no {target.name} was written"
+        return UserError(
+            f"{cause} on {target.parent} while saving {target.name}; {kept}; "
+            + fix.format(option=_option_for(target.parent))
+        )
+    # A file Lightning writes itself (its CSV log), or a library's scratch file in the temp folder.
+    if failed is None:
+        return UserError(f"{cause} while writing a file ({exc.strerror}); {fix.format(option='folder')}")
     return UserError(
-        f"{cause} on {target.parent} while saving {target.name}; {kept}; "
-        + fix.format(option=_option_for(target.parent))
+        f"{cause} on {failed.parent} while writing {failed.name}; {fix.format(option=_option_for(failed.parent))}"
     )
 
 
