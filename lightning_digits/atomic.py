@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,22 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         if (error := disk_fault(exc, target, existed)) is None:
             raise
         raise error from exc
+
+
+# atomic_path's temporary names: "." + the target's name + "." + mkstemp's 8 random characters + its suffix.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)?$")
+
+
+def remove_leftovers(folder: Path | str) -> list[str]:
+    """Remove the temporary files that writers killed mid-write (kill -9, a crash) left in `folder`; the names
+    removed. Only for a folder this process holds the run lock of: nobody else can be writing there."""
+    removed = []
+    for entry in os.scandir(folder):
+        match = _TEMPORARY.match(entry.name)
+        if match and entry.is_file() and Path(match["name"]).suffix == (match["suffix"] or ""):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
 
 
 def write_text(target: Path | str, text: str) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from lightning_digits.atomic import remove_leftovers
 from lightning_digits.errors import UserError
 
 LOCK_FILE = ".lightning-digits.lock"
@@ -91,6 +92,7 @@ def hold(folder: Path | str, command: str, option: str) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} {socket.gethostname()} {command}\n".encode())
     _held.add(folder)
+    remove_leftovers(folder)  # of a writer killed here before: nobody else can be writing now
 
     def release() -> None:
         _held.discard(folder)

@@ -138,6 +138,7 @@ def test_kill_9_during_a_checkpoint_write_leaves_loadable_checkpoints_and_resume
     resumed = cli(*args, f"--trainer.max_epochs={killed_at + 2}", "--ckpt_path=last")
     assert resumed.code == 0, resumed.err[-3000:]
     assert load_checkpoint(art / "digits_cnn_final.ckpt").epoch == killed_at + 1
+    assert not list(art.glob(".digits_cnn*")), "the killed write's temporary file is still there"
 
 
 def _user_namespaces() -> str | None:
