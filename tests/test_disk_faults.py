@@ -8,6 +8,7 @@ raises OSError(EFBIG) as a full disk raises ENOSPC). Where user namespaces are a
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import resource
@@ -79,6 +80,48 @@ def test_a_writer_refused_by_a_full_disk_says_so_in_one_line_and_keeps_the_previ
     assert f"the previous {name} is intact" in raised["message"] and "\n" not in raised["message"]
     assert result["previous_intact"], f"{name} changed"
     assert result["left_behind"] == [], "the temporary file was not removed"
+
+
+# Calls that write a file, and the only places allowed to write other than to atomic_path's temporary file.
+WRITE_CALLS = {"write_text", "write_bytes", "savefig", "save", "save_model", "dump", "export", "quantize_static",
+               "to_csv", "writelines", "copyfile", "copy2", "move"}  # fmt: skip
+NOT_ATOMIC = {
+    ("lightning_digits/checkpoint_io.py", "torch.save(checkpoint, buffer)"): "serialises into memory",
+    ("lightning_digits/data/idx.py", "path.write_bytes"): "write_idx, the tests' data set writer",
+}
+
+
+def _writes_elsewhere(path: Path) -> list[str]:
+    """The calls in `path` that write a file other than through atomic.py (its temporary `tmp`, or write_text)."""
+    tree = ast.parse(path.read_text())
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    atomic_write_text = any(
+        node.module == "lightning_digits.atomic" and "write_text" in {alias.name for alias in node.names}
+        for node in imports
+    )
+    found = []
+    for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
+        name = getattr(call.func, "attr", getattr(call.func, "id", None))
+        text = ast.unparse(call)
+        named = {node.id for node in ast.walk(call) if isinstance(node, ast.Name)}
+        if name == "open" and isinstance(call.func, ast.Name):
+            mode = (
+                call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "mode"), None)
+            )
+            writes = isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax+")
+        else:
+            writes = name in WRITE_CALLS and "tmp" not in named
+            writes = writes and not (name == "write_text" and isinstance(call.func, ast.Name) and atomic_write_text)
+        key = str(path.relative_to(REPO))
+        if writes and not any(file == key and text.startswith(start) for file, start in NOT_ATOMIC):
+            found.append(f"{key}:{call.lineno}: {text[:100]}")
+    return found
+
+
+def test_every_file_the_package_writes_goes_through_the_atomic_writer():
+    """Files of our own; Lightning's logs and config.yaml, Optuna's and MLflow's databases are theirs."""
+    offenders = [line for path in sorted((REPO / "lightning_digits").rglob("*.py")) for line in _writes_elsewhere(path)]
+    assert offenders == [], "write through lightning_digits.atomic (atomic_path / write_text):\n" + "\n".join(offenders)
 
 
 @pytest.mark.slow
