@@ -33,7 +33,8 @@ DISK_FAULTS = {
 _OPTIONS: dict[Path, str] = {}  # folder -> the option the user chose it with (see ensure_writable_dir)
 
 
-def _option_for(folder: Path) -> str:
+def option_for(folder: Path) -> str:
+    """The option that chose `folder` (or a folder above it), for a message that says what to change."""
     folder = folder.resolve()
     for candidate in (folder, *folder.parents):
         if candidate in _OPTIONS:
@@ -54,13 +55,13 @@ def disk_fault(exc: OSError, target: Path | str | None = None, existed: bool = F
         kept = f"the previous {target.name} is intact" if existed else f"no {target.name} was written"
         return UserError(
             f"{cause} on {target.parent} while saving {target.name}; {kept}; "
-            + fix.format(option=_option_for(target.parent))
+            + fix.format(option=option_for(target.parent))
         )
     # A file Lightning writes itself (its CSV log), or a library's scratch file in the temp folder.
     if failed is None:
         return UserError(f"{cause} while writing a file ({exc.strerror}); {fix.format(option='folder')}")
     return UserError(
-        f"{cause} on {failed.parent} while writing {failed.name}; {fix.format(option=_option_for(failed.parent))}"
+        f"{cause} on {failed.parent} while writing {failed.name}; {fix.format(option=option_for(failed.parent))}"
     )
 
 

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from lightning_digits import artifacts
-from lightning_digits.atomic import atomic_path
+from lightning_digits.atomic import atomic_path, option_for
 from lightning_digits.errors import NOTICES
 
 
@@ -74,7 +74,7 @@ class SpaceCheck(Callback):
         free = shutil.disk_usage(self.folder).free
         if free < needed:
             NOTICES.warning(
-                f"warning: {free / 1e6:.1f} MB free on {self.folder}, but this run's checkpoints need about "
-                f"{needed / 1e6:.1f} MB more (each about {size / 1e6:.1f} MB: the best, the final and a temporary "
-                "copy while one is replaced); saving may fail: free space or choose another --artifacts_dir"
+                f"warning: {free / 1e6:.1f} MB free on {self.folder}, but saving this run's checkpoints needs about "
+                f"{needed / 1e6:.1f} MB (each about {size / 1e6:.1f} MB: the best, the final and a temporary copy "
+                f"while one is replaced); saving may fail: free space or choose another {option_for(self.folder)}"
             )

@@ -228,7 +228,7 @@ def test_a_real_full_filesystem_warns_first_then_ends_in_one_line_keeping_the_la
     line = _the_one_error_line(stderr)
     assert line.startswith(f"lightning-digits: error: no space left on {art} while saving digits_cnn"), line
     assert "the previous digits_cnn" in line and "is intact; free space there or choose another" in line, line
-    assert "warning: " in stderr and f"free on {art}, but this run's checkpoints need about" in stderr, stderr
+    assert "warning: " in stderr and f"free on {art}, but saving this run's checkpoints needs about" in stderr, stderr
     for name in CHECKPOINTS:
         load_checkpoint(left / name)  # the last good ones: whole
     assert not list(left.glob(".digits_cnn*")), "temporary files left behind"
