@@ -19,7 +19,7 @@ from pathlib import Path
 from lightning_digits.errors import UserError
 
 # What the disk said, and what the user can do about it.
-_FULL = "free space there or choose another {option}"
+_FULL = "free space or choose another {option}"
 _LOCKED = "make it writable or choose another {option}"
 DISK_FAULTS = {
     errno.ENOSPC: ("no space left", _FULL),

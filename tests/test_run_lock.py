@@ -95,7 +95,9 @@ def test_two_fits_into_one_folder_the_second_stops_before_any_work_and_readers_r
     data = write_dataset(tmp_path / "data", n_train=840, n_test=200)
     art = tmp_path / "art"
     command = [sys.executable, "-m", "lightning_digits", *_fit_args(data, art, "--trainer.max_epochs=100")]
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # One thread: it only has to be alive, not to take both cores from the rest of the test.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_held(art, first)
         held_by = f"{art} is in use by another lightning-digits run (`fit`, pid {first.pid}); wait for it to end"
@@ -114,10 +116,6 @@ def test_two_fits_into_one_folder_the_second_stops_before_any_work_and_readers_r
             refused = cli(*command)
             assert refused.code == 2 and held_by in refused.err, refused.err[-3000:]
 
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-        after = cli(*_fit_args(data, art, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"))
-        assert after.code == 0, after.err[-3000:]  # the kill released the folder
     finally:
         first.kill()
         first.wait(timeout=30)
