@@ -23,9 +23,10 @@ from lightning.pytorch.callbacks import (  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
-from lightning_digits import artifacts, presets  # noqa: E402
-from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
+from lightning_digits import artifacts, presets, run_lock  # noqa: E402
+from lightning_digits.atomic import disk_fault, ensure_writable_dir  # noqa: E402
 from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, PredictionWriter, fixed_callbacks  # noqa: E402
+from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints  # noqa: E402
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.demo import demo  # noqa: E402
@@ -69,6 +70,10 @@ def _quiet_expected_warnings() -> None:
 
 
 class DigitsCLI(LightningCLI):
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - LightningCLI's
+        with run_lock.command_scope():  # the folders' locks last as long as the command (it runs in here)
+            super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--artifacts_dir", default=artifacts.DEFAULT_DIR, help="Where checkpoints, logs and reports go."
@@ -98,7 +103,6 @@ class DigitsCLI(LightningCLI):
         """Check what Lightning would only find out later, with a traceback: the artifacts folder, and
         validation turned off while something waits for its metrics."""
         config = self.config[self.subcommand]
-        ensure_writable_dir(config.artifacts_dir, "--artifacts_dir")
         if self.subcommand == "fit" and config.trainer.limit_val_batches == 0:
             _check_nothing_watches_validation(config)
         for key in ("checkpoint", "final_checkpoint"):
@@ -106,9 +110,13 @@ class DigitsCLI(LightningCLI):
                 config[key].dirpath = config.artifacts_dir
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = config.artifacts_dir
+        for folder, option in _written_folders(config).items():
+            ensure_writable_dir(folder, option)
 
     def instantiate_trainer(self, **kwargs):  # noqa: ANN201 - returns Lightning's Trainer
         config = self.config_init[self.subcommand]
+        for folder, option in _written_folders(self.config[self.subcommand]).items():
+            run_lock.hold(folder, self.subcommand, option)  # one run per folder: a second one stops here
         if config.trainer.logger in (None, True):
             # CSV always (evaluate draws the curves from it), TensorBoard for live inspection.
             kwargs["logger"] = [
@@ -119,7 +127,17 @@ class DigitsCLI(LightningCLI):
         # Not config options: the interrupt checkpoint must go beside the last one for `--ckpt_path last` to find it.
         kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed_callbacks(config.checkpoint.dirpath)]
         kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
+        kwargs["callbacks"].append(SpaceCheck(config.checkpoint.dirpath))
+        kwargs["plugins"] = with_atomic_checkpoints(config.trainer.plugins)  # every checkpoint write, atomic
         return super().instantiate_trainer(**kwargs)
+
+
+def _written_folders(config) -> dict[str, str]:  # noqa: ANN001 - a jsonargparse Namespace
+    """The folders a Lightning command writes -> the option that chose each (usually all one folder)."""
+    folders: dict[str, str] = {}
+    for key in ("artifacts_dir", "checkpoint.dirpath", "final_checkpoint.dirpath"):
+        folders.setdefault(str(config[key]), f"--{key}")
+    return folders
 
 
 def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace
@@ -216,11 +234,15 @@ def main(argv: list[str] | None = None) -> None:
             command_args = _one_list_positional(args[1:]) if args[0] in LIST_POSITIONAL else args[1:]
             command_args = ["--config" if arg == "-c" else arg for arg in command_args]  # jsonargparse's spelling
             prog = f"lightning-digits {args[0]}"
-            auto_cli(PLAIN_COMMANDS[args[0]], args=command_args, prog=prog, exit_on_error=False)
+            with run_lock.command_scope():
+                auto_cli(PLAIN_COMMANDS[args[0]], args=command_args, prog=prog, exit_on_error=False)
         else:
             run_lightning(None if argv is None else args)
-    except (UserError, ArgumentError) as exc:
-        if debug:
+    except (UserError, ArgumentError, OSError) as exc:
+        if isinstance(exc, OSError):
+            # A full disk under a file that Lightning writes itself (its CSV log, config.yaml): one line as well.
+            exc = disk_fault(exc) or exc
+        if debug or isinstance(exc, OSError):
             raise
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         if isinstance(exc, ArgumentError):

@@ -128,11 +128,14 @@ def quantize_int8(fp32_model: Path | str, output: Path | str, calibration_images
     """Static int8 quantization with onnxruntime's tools: per-channel int8 weights, uint8 activations whose
     ranges come from `calibration_images` (float32 [N, 1, 28, 28], training images, not test images).
     QOperator format: onnxruntime runs QLinearConv/QLinearMatMul kernels directly."""
+    # The model itself, not its path: given a path, onnxruntime writes a scratch copy beside it (into the
+    # artifacts folder, left there when that write fails); given a model, into a temporary folder it removes.
+    model = onnx.load(str(fp32_model))
     with atomic_path(output) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" advice, printed via root logger
         quantize_static(
-            str(fp32_model), str(tmp), _Calibration(calibration_images), quant_format=QuantFormat.QOperator,
+            model, str(tmp), _Calibration(calibration_images), quant_format=QuantFormat.QOperator,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )  # fmt: skip
 

@@ -19,6 +19,7 @@ from lightning_digits.data.idx import read_idx
 from lightning_digits.evaluation import report, training_logs
 from lightning_digits.export import ExportCheckFailed, export_onnx
 from lightning_digits.models.cnn import Architecture, DigitsCNN
+from lightning_digits.run_lock import LOCK_FILE
 
 from .conftest import TINY_MODEL, synthetic_digits, write_dataset
 
@@ -71,7 +72,7 @@ def test_evaluate_writes_every_artifact(trained, cli):
     cnn_row = next(csv.DictReader(rows))
     assert cnn_row["model"] == "CNN (this project)" and cnn_row["train_images"] == "250"  # 300 less 50 validation
     assert (art / "label_map.txt").read_text().splitlines()[3] == "3\t3"
-    assert not list(art.glob(".*")), "temporary files left behind"
+    assert [p.name for p in art.glob(".*")] == [LOCK_FILE], "temporary files left behind"
 
 
 def test_grid_alone(trained, cli):

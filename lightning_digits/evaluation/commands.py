@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_digits import artifacts, tracking
+from lightning_digits import artifacts, run_lock, tracking
 from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
 from lightning_digits.data.sources import DATASETS, load_split, training_set_size
@@ -107,6 +107,7 @@ def evaluate(
     loaded = load_checkpoint(checkpoint)
     out = Path(checkpoint).parent
     ensure_writable_dir(out, "--checkpoint (files go beside it)")
+    run_lock.hold(out, "evaluate", "--checkpoint")
     test = _split(loaded, data_dir, "test")
     say(f"evaluating {checkpoint}" + (f" with test-time augmentation ({tta})" if tta != "none" else ""))
     written = write_test_reports(
@@ -166,8 +167,11 @@ def export(
     refuse_multiprocess("export")
     check_view_set(tta)
     loaded = load_checkpoint(checkpoint)
-    images, labels = _split(loaded, data_dir, "test")
     target = Path(output) if output else Path(checkpoint).parent / artifacts.ONNX_MODEL
+    run_lock.check_not_written(Path(checkpoint).parent, "--checkpoint")
+    ensure_writable_dir(target.parent, "--output")
+    run_lock.hold(target.parent, "export", "--output")
+    images, labels = _split(loaded, data_dir, "test")
     metadata = {"dataset": loaded.dataset, "test_time_augmentation": tta}
     net, names = with_views(loaded.net, tta), DATASETS[loaded.dataset].class_names
     parity = export_onnx(net, target, names, float_images(images[:PARITY_IMAGES]), metadata)
@@ -207,6 +211,7 @@ def baselines(
         raise UserError(f"dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
     out = Path(artifacts_dir)
     ensure_writable_dir(out, "--artifacts_dir")
+    run_lock.hold(out, "baselines", "--artifacts_dir")
     rows = run_baselines(
         load_split(dataset, data_dir, "train"), load_split(dataset, data_dir, "test"), subset, seed, say
     )
@@ -231,9 +236,10 @@ def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, 
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     loaded = load_checkpoint(checkpoint)
+    target = Path(checkpoint).parent / "inference_grid.png"
+    run_lock.hold(target.parent, "grid", "--checkpoint")
     images, labels = _split(loaded, data_dir, "test")
     results = report.test_pass(loaded.net, images, labels)
-    target = Path(checkpoint).parent / "inference_grid.png"
     galleries.inference_grid(results, images, DATASETS[loaded.dataset].class_names, samples, seed, target)
     say(f"wrote {target}")
 

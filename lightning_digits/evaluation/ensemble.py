@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightning_digits import artifacts
+from lightning_digits import artifacts, run_lock
 from lightning_digits.atomic import ensure_writable_dir
 from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.sources import DATASETS, load_split
@@ -63,12 +63,15 @@ def ensemble(
     paths = find_checkpoints(checkpoints)
     if len(paths) < 2:
         raise UserError(f"an ensemble needs at least two checkpoints, got {len(paths)}; add more, or use evaluate")
+    for path in paths:
+        run_lock.check_not_written(path.parent, "checkpoint")
     members = [load_checkpoint(path) for path in paths]
     datasets = sorted({member.dataset for member in members})
     if len(datasets) > 1:
         raise UserError(f"the checkpoints were trained on different data sets ({', '.join(datasets)}); use one")
     out = Path(output_dir)
     ensure_writable_dir(out, "--output_dir")
+    run_lock.hold(out, "ensemble", "--output_dir")
     dataset = datasets[0]
     test = load_split(dataset, data_dir or members[0].data_hparams.get("data_dir"), "test")
     say(f"{len(members)} members:")
