@@ -34,8 +34,8 @@ from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS
 from lightning_digits.evaluation.ensemble import ensemble  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 from lightning_digits.serving.server import serve  # noqa: E402
-from lightning_digits.tracking import MlflowSettings  # noqa: E402
-from lightning_digits.tracking.trainer import mlflow_callbacks, mlflow_loggers  # noqa: E402
+from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers  # noqa: E402
+from lightning_digits.tracking.runs import MlflowSettings  # noqa: E402
 from lightning_digits.tuning.command import tune  # noqa: E402
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

@@ -15,18 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_digits import artifacts, tracking
+from lightning_digits import artifacts
 from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
 from lightning_digits.data.sources import DATASETS, load_split, training_set_size
 from lightning_digits.errors import UserError
 from lightning_digits.evaluation import galleries, plots, report
 from lightning_digits.evaluation.baselines import baselines_csv, run_baselines
+from lightning_digits.evaluation.report_files import PARITY_IMAGES, float_images, write_test_reports
 from lightning_digits.evaluation.run_info import environment, training_record
-from lightning_digits.evaluation.test_reports import PARITY_IMAGES, float_images, write_test_reports
 from lightning_digits.evaluation.training_logs import find_training_logs, training_curves
 from lightning_digits.export import ExportCheckFailed, check_int8_accuracy, export_onnx, quantize_int8
 from lightning_digits.models.averaging import VIEW_SETS, with_views
+from lightning_digits.tracking.runs import log_files_since
 
 DEFAULT_CHECKPOINT = f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}"
 CNN_ROW_NAME = "CNN (this project)"
@@ -134,7 +135,7 @@ def evaluate(
         summary["baselines"] = {r["model"]: {"accuracy": r["accuracy"], "fit_seconds": r["fit_seconds"]} for r in rows}
     write_summary(summary, out)
     say(f"done: test accuracy {written.results.accuracy:.4f}, loss {written.results.loss:.4f}; files in {out}/")
-    if run_id := tracking.log_files_since(out, started):  # when the fit there logged to MLflow
+    if run_id := log_files_since(out, started):  # when the fit there logged to MLflow
         say(f"        and logged to MLflow run {run_id}")
 
 

@@ -15,7 +15,7 @@ from lightning_digits.data.sources import DATASETS, load_split
 from lightning_digits.errors import UserError
 from lightning_digits.evaluation import report
 from lightning_digits.evaluation.commands import check_view_set, refuse_multiprocess, say, write_summary
-from lightning_digits.evaluation.test_reports import write_test_reports
+from lightning_digits.evaluation.report_files import write_test_reports
 from lightning_digits.models.averaging import VIEW_SETS, Averaged
 
 
