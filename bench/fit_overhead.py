@@ -29,7 +29,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from lightning_digits.cli import build_without_trainer, run_lightning
+from lightning_digits.lightning_cli import build_without_trainer, run_lightning
 
 
 class StepClock(pl.Callback):

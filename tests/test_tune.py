@@ -171,7 +171,7 @@ def test_each_trial_is_a_run_nested_under_the_study_run_in_mlflow(study):
         ({"space": {"model.lr": {"low": 0.1, "high": 0.1}}}, "'model.lr': empty range, low=0.1 is not below high=0.1"),
         ({"space": {"model.lr": {"choices": ["fast"]}}}, "Expected a <class 'float'>. Got value: fast"),
         ({"space": {"model.lr": {"low": "a", "high": 0.1}}}, "low and high must both be numbers, got low='a'"),
-        ({"space": {"model.conv_dropout": {"low": 0.0, "high": 1.5}}}, "model.conv_dropout=1.5 is out of range"),
+        ({"space": {"model.conv_dropout": {"low": 0.0, "high": 1.5}}}, "model.conv_dropout must be in [0, 1), got 1.5"),
         ({"storage": "postgresql://u:secret@127.0.0.1:1/none"}, "cannot open the study storage postgresql://u:***@"),
     ],
     ids=["unknown key", "empty range", "wrong type", "not a number", "out of fit's range", "unreachable storage"],

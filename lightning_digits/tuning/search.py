@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from lightning_digits import presets
 from lightning_digits.atomic import ensure_writable_dir, write_text
-from lightning_digits.errors import UserError
+from lightning_digits.errors import UserError, say
 from lightning_digits.tracking.runs import MlflowSettings, StudyRun
 from lightning_digits.tuning import space, study_files
 from lightning_digits.tuning import study as studies
@@ -53,10 +51,6 @@ class TuneOptions:  # the `tune` command's arguments (tuning/command.py document
     prune_after: int
     heartbeat: int
     test_best: bool
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -249,8 +243,6 @@ def _study(plan: Plan, storage: optuna.storages.RDBStorage, url: str, fit_config
 
 
 def tune(options: TuneOptions) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("`tune` runs in one process; start it without torchrun/srun (WORLD_SIZE > 1 here)")
     plan = _plan(options)
     url = options.storage or f"sqlite:///{Path(options.study_dir).resolve() / DB_FILE}"
     with _one_line_per_trial():
