@@ -78,7 +78,7 @@ def preset_val_acc(out: Path, extra: list[str]) -> float:
 
 def overhead(params: dict, out: Path, repeats: int, extra: list[str]) -> dict:
     """Seconds of a plain fit of `params` and of the same trial under Optuna, in this process, taking turns."""
-    from lightning_digits.tuning import run as tune_run
+    from lightning_digits.tuning import search as tune_run
     from lightning_digits.tuning import space
     from lightning_digits.tuning import study as studies
     from lightning_digits.tuning import trial as trials

@@ -58,7 +58,7 @@ def load_checkpoint(path: Path | str, flag: str = "--checkpoint") -> LoadedCheck
         raise UserError(f"{path} is not a lightning-digits checkpoint (no DigitsCNN weights in it)")
     try:
         net = DigitsCNN(Architecture.from_hparams(hparams))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, UserError) as exc:  # UserError: a value out of range
         raise UserError(f"{path}: its hyperparameters do not describe a network ({exc})") from exc
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     try:

@@ -1,208 +1,64 @@
-"""The one console command, `lightning-digits`: Lightning's fit/validate/test/predict, plus the evaluation
-commands that need no Trainer. Mistakes a user can fix end as one line on stderr and exit code 2
-(`--debug` or LIGHTNING_DIGITS_DEBUG=1 shows the traceback). Knows nothing of model internals."""
+"""The one console command, `lightning-digits`: it reads the command's name first and then imports only what that
+command runs, so that `--help` loads neither torch nor Lightning, `serve` and `demo` never load torch, and the
+Lightning commands (lightning_cli.py) load nothing of serving, tuning or the reports. Mistakes a user can fix end
+as one line on stderr and exit code 2 (`--debug` or LIGHTNING_DIGITS_DEBUG=1 shows the traceback).
+Knows nothing of what the commands do.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
-import logging
 import os
 import sys
-import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-# Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
-os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+from lightning_digits import presets, run_lock
+from lightning_digits.atomic import disk_fault
+from lightning_digits.errors import UserError, exit_on_user_error, show_notices_on_stderr
 
-from jsonargparse import ArgumentError, auto_cli  # noqa: E402
-from lightning.pytorch.callbacks import (  # noqa: E402
-    EarlyStopping,
-    LearningRateMonitor,
-    Timer,
-    TQDMProgressBar,
-)
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
-
-from lightning_digits import artifacts, presets, run_lock  # noqa: E402
-from lightning_digits.atomic import disk_fault, ensure_writable_dir  # noqa: E402
-from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, PredictionWriter, fixed_callbacks  # noqa: E402
-from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints  # noqa: E402
-from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
-from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
-from lightning_digits.demo import demo  # noqa: E402
-from lightning_digits.errors import UserError, show_notices_on_stderr  # noqa: E402
-from lightning_digits.evaluation.commands import COMMANDS as EVALUATION_COMMANDS  # noqa: E402
-from lightning_digits.evaluation.ensemble import ensemble  # noqa: E402
-from lightning_digits.models.lit import LitDigits  # noqa: E402
-from lightning_digits.serving.server import serve  # noqa: E402
-from lightning_digits.tracking import MlflowSettings  # noqa: E402
-from lightning_digits.tracking.trainer import mlflow_callbacks, mlflow_loggers  # noqa: E402
-from lightning_digits.tuning.command import tune  # noqa: E402
-
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+PROG = "lightning-digits"
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")  # lightning_cli.py
+# Commands that need no Trainer: plain functions whose signatures are their options, as "module:function",
+# imported only when chosen.
+PLAIN_COMMANDS = {
+    "evaluate": "lightning_digits.evaluation.commands:evaluate",
+    "export": "lightning_digits.evaluation.commands:export",
+    "baselines": "lightning_digits.evaluation.commands:baselines",
+    "grid": "lightning_digits.evaluation.commands:grid",
+    "ensemble": "lightning_digits.evaluation.ensemble:ensemble",
+    "demo": "lightning_digits.demo:demo",
+    "serve": "lightning_digits.serving.server:serve",
+    "tune": "lightning_digits.tuning.command:tune",
+}
 LIST_POSITIONAL = ("ensemble",)  # commands whose first argument is a list of items typed one by one
-# No Trainer needed: plain functions, dispatched before LightningCLI.
-PLAIN_COMMANDS = {**EVALUATION_COMMANDS, "ensemble": ensemble, "demo": demo, "serve": serve, "tune": tune}
-DESCRIPTION = """MNIST digit classification with PyTorch Lightning.
+HELP = f"""usage: {PROG} [-h] COMMAND [OPTIONS]
 
-Training and inference: fit, validate, test, predict (Lightning's CLI; the mnist preset applies by default,
-and `-c NAME` layers a shipped preset (fast, fashion, ddp) or `-c path/to.yaml` a file of your own).
+MNIST digit classification with PyTorch Lightning.
+
+Training and inference: fit, validate, test, predict (Lightning's CLI). The mnist preset applies by default;
+`-c NAME` layers a shipped preset over it, `-c path/to.yaml` a file of your own. Presets: {{presets}}.
 Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid);
 ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
 test/predict: test-time augmentation.
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
-Over HTTP: serve (POST /predict with image uploads or base64 JSON; LitServe, batched; /docs for the API).
+Over HTTP: serve (POST /predict with image uploads or base64 JSON; /docs for the API).
 Hyperparameter search: tune -c tune (Optuna; each trial is a fit with overrides). MLflow: fit -c mlflow.
-Run `lightning-digits SUBCOMMAND --help` for the options of each."""
+Run `{PROG} COMMAND --help` for the options of each; --debug shows the traceback of an error."""
 
 
-def _quiet_expected_warnings() -> None:
-    # The data lives in memory as one tensor: worker processes would only add start-up cost.
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    # Lightning's own use of torch's pytree API on torch 2.14; not something a user can act on.
-    warnings.filterwarnings("ignore", ".*LeafSpec.*", category=FutureWarning)
-    # The summary's size estimate assumes fp32 under bf16; the parameter count it prints is still right.
-    warnings.filterwarnings("ignore", ".*is not supported by the model summary.*")
-    # An advertisement for a cloud service, printed on every run.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()
-    )
+def command_function(command: str) -> Callable[..., None]:
+    """The function that runs a plain command, imported now."""
+    module, name = PLAIN_COMMANDS[command].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
-class DigitsCLI(LightningCLI):
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - LightningCLI's
-        with run_lock.command_scope():  # the folders' locks last as long as the command (it runs in here)
-            super().__init__(*args, **kwargs)
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument(
-            "--artifacts_dir", default=artifacts.DEFAULT_DIR, help="Where checkpoints, logs and reports go."
-        )
-        parser.add_lightning_class_args(DigitsCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
-        # Explicit: Lightning would switch to Rich's bar whenever `rich` is installed, unreadable in CI logs.
-        parser.add_lightning_class_args(TQDMProgressBar, "progress_bar")
-        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
-        # Its state (time spent training) is saved in checkpoints; `evaluate` reports it.
-        parser.add_lightning_class_args(Timer, "timer")
-        parser.set_defaults({"timer.interval": "step"})  # the default is an enum that config.yaml cannot hold
-        parser.add_class_arguments(MlflowSettings, "mlflow")
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
-        super().parse_arguments(parser, args)
-        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
-        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
-            # Lightning reads the file next, with a traceback when it is no good: a safe load and one line first.
-            load_checkpoint(ckpt_path, flag="--ckpt_path")
-
-    def before_instantiate_classes(self) -> None:
-        """Check what Lightning would only find out later, with a traceback: the artifacts folder, and
-        validation turned off while something waits for its metrics."""
-        config = self.config[self.subcommand]
-        if self.subcommand == "fit" and config.trainer.limit_val_batches == 0:
-            _check_nothing_watches_validation(config)
-        for key in ("checkpoint", "final_checkpoint"):
-            if config[key].dirpath is None:
-                config[key].dirpath = config.artifacts_dir
-        if config.trainer.default_root_dir is None:
-            config.trainer.default_root_dir = config.artifacts_dir
-        for folder, option in _written_folders(config).items():
-            ensure_writable_dir(folder, option)
-
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN201 - returns Lightning's Trainer
-        config = self.config_init[self.subcommand]
-        for folder, option in _written_folders(self.config[self.subcommand]).items():
-            run_lock.hold(folder, self.subcommand, option)  # one run per folder: a second one stops here
-        if config.trainer.logger in (None, True):
-            # CSV always (evaluate draws the curves from it), TensorBoard for live inspection.
-            kwargs["logger"] = [
-                CSVLogger(config.artifacts_dir, name=artifacts.LOGS),
-                TensorBoardLogger(config.artifacts_dir, name=artifacts.TENSORBOARD),
-                *mlflow_loggers(config.mlflow),
-            ]
-        # Not config options: the interrupt checkpoint must go beside the last one for `--ckpt_path last` to find it.
-        kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed_callbacks(config.checkpoint.dirpath)]
-        kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
-        kwargs["callbacks"].append(SpaceCheck(config.checkpoint.dirpath))
-        kwargs["plugins"] = with_atomic_checkpoints(config.trainer.plugins)  # every checkpoint write, atomic
-        return super().instantiate_trainer(**kwargs)
-
-
-def _written_folders(config) -> dict[str, str]:  # noqa: ANN001 - a jsonargparse Namespace
-    """The folders a Lightning command writes -> the option that chose each (usually all one folder)."""
-    folders: dict[str, str] = {}
-    for key in ("artifacts_dir", "checkpoint.dirpath", "final_checkpoint.dirpath"):
-        folders.setdefault(str(config[key]), f"--{key}")
-    return folders
-
-
-def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace
-    watchers = [
-        f"--{name}.monitor {config[name].monitor}"
-        for name in ("early_stopping", "checkpoint")
-        if (config[name].monitor or "").startswith("val_")
-    ]
-    if config.model.scheduler == "plateau":
-        watchers.append("--model.scheduler plateau (it steps on val_loss)")
-    if watchers:
-        raise UserError(
-            f"--trainer.limit_val_batches 0 turns validation off, but {', '.join(watchers)} need its metrics; fix: "
-            "validate on part of the set (e.g. --trainer.limit_val_batches 0.2), or watch train_loss instead and "
-            "use --model.scheduler one_cycle or none"
-        )
-
-
-def run_lightning(
-    argv: list[str] | None, callbacks: list | None = None, cli_class: type[DigitsCLI] = DigitsCLI
-) -> DigitsCLI:
-    """`callbacks` join the Trainer's (tune's pruning); `cli_class` lets build_without_trainer stop early."""
-    default_configs = [str(presets.default_config())]
-    return cli_class(
-        LitDigits,
-        DigitsDataModule,
-        seed_everything_default=42,
-        save_config_kwargs={"overwrite": True},
-        # The model owns its optimiser and scheduler (plain hyperparameters); no --optimizer/--lr_scheduler.
-        auto_configure_optimizers=False,
-        # Parse errors are raised, not printed under a screenful of usage: main() prints them as one line.
-        parser_kwargs={
-            "description": DESCRIPTION,
-            "exit_on_error": False,
-            **{
-                command: {"default_config_files": default_configs, "exit_on_error": False}
-                for command in LIGHTNING_COMMANDS
-            },
-        },
-        args=argv,
-        trainer_defaults={"callbacks": callbacks} if callbacks else None,
-    )
-
-
-class _Built(Exception):
-    """Raised once the model and the data module are built, before any Trainer: carries the CLI."""
-
-    def __init__(self, cli: DigitsCLI) -> None:
-        self.cli = cli
-
-
-class _BuildOnly(DigitsCLI):
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN201
-        raise _Built(self)
-
-
-def build_without_trainer(argv: list[str]) -> DigitsCLI:
-    """What `argv` (e.g. `["fit", ...]`) parses to, with its model and data module built (their range checks
-    run) but no Trainer and nothing run: tune checks a trial's settings with it, and bench/fit_overhead.py trains
-    the same parts in a plain loop. Raises UserError (or jsonargparse's ArgumentError) as the command would."""
-    try:
-        run_lightning(argv, cli_class=_BuildOnly)
-    except _Built as built:
-        return built.cli
-    raise UserError(f"nothing to build from: lightning-digits {' '.join(argv)}")
+def refuse_multiprocess(command: str) -> None:
+    """The commands beside Lightning's run in one process: under torchrun/srun every rank would write the same
+    files (or listen on the same port)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError(f"`{command}` runs in one process; start it without torchrun/srun (WORLD_SIZE > 1 here)")
 
 
 def _one_list_positional(args: list[str]) -> list[str]:
@@ -219,34 +75,59 @@ def _one_list_positional(args: list[str]) -> list[str]:
     return ([json.dumps(items)] if items else []) + rest
 
 
+def _run_plain(command: str, args: list[str]) -> None:
+    from jsonargparse import auto_cli
+
+    refuse_multiprocess(command)
+    command_args = _one_list_positional(args) if command in LIST_POSITIONAL else args
+    command_args = ["--config" if arg == "-c" else arg for arg in command_args]  # jsonargparse's spelling
+    with run_lock.command_scope():  # the folders a command locks stay locked until it returns
+        auto_cli(command_function(command), args=command_args, prog=f"{PROG} {command}", exit_on_error=False)
+
+
+def _run_lightning(args: list[str] | None) -> None:
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from lightning_digits.lightning_cli import run_lightning
+
+    try:
+        run_lightning(args)
+    except MisconfigurationException as exc:  # Lightning's word for a setting it refuses
+        raise UserError(f"Lightning refuses the settings: {exc}") from exc
+
+
+@contextmanager
+def disk_faults() -> Iterator[None]:
+    """A full disk under a file that Lightning writes itself (its CSV log, config.yaml) as one line as well."""
+    try:
+        yield
+    except OSError as exc:
+        fault = disk_fault(exc)
+        if fault is None:
+            raise
+        raise fault from exc
+
+
 def main(argv: list[str] | None = None) -> None:
     raw = sys.argv[1:] if argv is None else argv
     debug = "--debug" in raw or os.environ.get("LIGHTNING_DIGITS_DEBUG", "") not in ("", "0")
     args = [arg for arg in raw if arg != "--debug"]
-    _quiet_expected_warnings()
+    if not args or args[0] in ("-h", "--help"):
+        print(HELP.format(presets=", ".join(name for name in presets.preset_names() if name != "tune")))
+        return
+    command = args[0]
     show_notices_on_stderr()
-    try:
+    from jsonargparse import ArgumentError  # the parser's own errors (unknown option, wrong type)
+
+    with exit_on_user_error(PROG, (ArgumentError,), see=f"{PROG} {command} --help", debug=debug), disk_faults():
         args = presets.expand_config_args(args)
-        if argv is None:
-            # Lightning reads sys.argv itself when given args=None, and DDP's launcher re-runs it for each rank.
-            sys.argv[1:] = args
-        if args and args[0] in PLAIN_COMMANDS:
-            command_args = _one_list_positional(args[1:]) if args[0] in LIST_POSITIONAL else args[1:]
-            command_args = ["--config" if arg == "-c" else arg for arg in command_args]  # jsonargparse's spelling
-            prog = f"lightning-digits {args[0]}"
-            with run_lock.command_scope():
-                auto_cli(PLAIN_COMMANDS[args[0]], args=command_args, prog=prog, exit_on_error=False)
+        if command in PLAIN_COMMANDS:
+            _run_plain(command, args[1:])
+        elif command in LIGHTNING_COMMANDS:
+            if argv is None:
+                # Lightning reads sys.argv itself when given args=None, and DDP's launcher re-runs it for each rank.
+                sys.argv[1:] = args
+            _run_lightning(None if argv is None else args)
         else:
-            run_lightning(None if argv is None else args)
-    except (UserError, ArgumentError, OSError) as exc:
-        if isinstance(exc, OSError):
-            # A full disk under a file that Lightning writes itself (its CSV log, config.yaml): one line as well.
-            exc = disk_fault(exc) or exc
-        if debug or isinstance(exc, OSError):
-            raise
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        if isinstance(exc, ArgumentError):
-            command = next((a for a in args if a in (*LIGHTNING_COMMANDS, *PLAIN_COMMANDS)), "")
-            message += f"; see `lightning-digits {command} --help`".replace("  ", " ")
-        print(f"lightning-digits: error: {message}", file=sys.stderr)
-        sys.exit(2)
+            known = ", ".join((*LIGHTNING_COMMANDS, *PLAIN_COMMANDS))
+            raise UserError(f"{command!r} is not a command; choose one of {known} (`{PROG} --help` says more)")

@@ -14,8 +14,6 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import onnx
-
 from lightning_digits import artifacts
 from lightning_digits.errors import UserError
 
@@ -60,6 +58,8 @@ def make_server(artifacts_dir: str, host: str = "127.0.0.1", port: int = 8000) -
             f"the page's onnxruntime-web files are missing from {ORT_WEB_DIR}; in a checkout run `npm ci --prefix "
             "web` (or `make setup`); a wheel carries them only when it was built after that"
         )
+    import onnx  # here, not above: `demo --help` needs none of it
+
     try:
         metadata = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     except Exception as exc:  # onnx raises DecodeError and others for a corrupt file

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lightning_digits.data.images import find_images, load_digit
-from lightning_digits.errors import UserError, show_notices_on_stderr
+from lightning_digits.errors import UserError, exit_on_user_error, show_notices_on_stderr
 from lightning_digits.predictions import predictions_csv
 
 
@@ -55,13 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or globs")
     args = parser.parse_args(argv)
     show_notices_on_stderr()
-    try:
+    with exit_on_user_error("onnx_predictor"):
         model = OnnxDigits(args.model)
         paths = [path for spec in args.images for path in find_images(spec)]
         sys.stdout.write(predictions_csv([str(p) for p in paths], model.predict_files(paths), model.class_names))
-    except UserError as exc:
-        print(f"onnx_predictor: error: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,16 @@ from lightning_digits.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_MNIST = Path(os.environ.get("LIGHTNING_DIGITS_DATA", REPO.parent / "shared" / "data" / "mnist"))
+COMMITTED_MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"  # from `make train && make evaluate`
+
+
+def committed_model_accuracy() -> float:
+    """The committed model's test accuracy as its own metadata records it (what `serve` reports): tests read it
+    here, so that training and exporting the model again cannot break them."""
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(COMMITTED_MODEL), load_external_data=False).metadata_props}
+    return float(metadata["test_accuracy"])
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

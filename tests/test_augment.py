@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from lightning_digits.data.augment import AffineRanges, random_affine
+from lightning_digits.errors import UserError
 
 
 def _batch(n: int = 16) -> torch.Tensor:
@@ -58,5 +59,5 @@ def test_same_generator_seed_gives_the_same_batch():
     "kwargs, message", [({"rotation": -1}, "rotation"), ({"shift": 0.7}, "shift"), ({"scale": 1.0}, "scale")]
 )
 def test_out_of_range_values_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=f"data.{message} must be in"):
         AffineRanges(**kwargs)

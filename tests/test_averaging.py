@@ -116,6 +116,6 @@ def test_bad_ensembles_are_one_line(cli, members, tmp_path):
     one = cli("ensemble", str(root / "runs/a/digits_cnn.ckpt"), f"--output_dir={tmp_path}")
     assert one.code == 2 and "at least two checkpoints" in one.err
     unknown = cli("ensemble", str(root / "runs"), "--tta=sideways", f"--output_dir={tmp_path}")
-    assert unknown.code == 2 and "--tta 'sideways' is not a view set; choose one of none, shifts" in unknown.err
+    assert unknown.code == 2 and "tta 'sideways' is not a view set; choose one of none, shifts" in unknown.err
     missing = cli("ensemble", str(tmp_path / "nope.ckpt"), str(root / "runs"), f"--output_dir={tmp_path}")
     assert missing.code == 2 and "nope.ckpt does not exist" in missing.err

@@ -2,10 +2,21 @@
 lightning-hydra-template's way), except the one check of what a user sees of a whole run on stderr."""
 
 import csv
+import functools
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
+
+from lightning_digits import demo
+from lightning_digits.evaluation import commands, ensemble
+from lightning_digits.serving import server
+from lightning_digits.tuning import command as tune_command
 
 from .conftest import REPO, TINY_MODEL, run_cli
 
@@ -42,11 +53,77 @@ def test_each_subcommand_has_help_with_its_own_options(cli, command):
         assert command in owners or option not in result.out, f"{command} --help shows {option} of {owners}"
 
 
-def test_top_level_help_names_every_subcommand(cli):
-    result = cli("--help")
+# What each command must run, written out here rather than read from cli.py's table: a command wired to the
+# wrong function, or to none, fails below. serve's function is part of the serving side's contract.
+RUNS = {
+    "evaluate": (commands, "evaluate"), "export": (commands, "export"), "baselines": (commands, "baselines"),
+    "grid": (commands, "grid"), "ensemble": (ensemble, "ensemble"), "demo": (demo, "demo"),
+    "serve": (server, "serve"), "tune": (tune_command, "tune"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", RUNS)
+def test_each_command_runs_its_own_function(cli, monkeypatch, command):
+    module, name = RUNS[command]
+    calls = []
+
+    @functools.wraps(getattr(module, name))  # the same signature, so the same options
+    def record(*args, **kwargs):
+        calls.append(kwargs or args)
+
+    monkeypatch.setattr(module, name, record)
+    args = ["a.ckpt", "b.ckpt"] if command == "ensemble" else []
+    result = cli(command, *args, "--seed=7" if "seed" in inspect.signature(record).parameters else "--help")
     assert result.code == 0, result.err
-    for command in OWN_OPTIONS:
-        assert command in result.out
+    if "seed" in inspect.signature(record).parameters:
+        assert len(calls) == 1 and calls[0]["seed"] == 7, calls
+    else:
+        assert calls == [] and inspect.getdoc(record).splitlines()[0] in " ".join(result.out.split())
+
+
+def test_unknown_command_is_one_line_naming_the_commands(cli):
+    result = cli("fitt")
+    assert result.code == 2 and "'fitt' is not a command; choose one of fit, validate" in result.err
+    assert "serve, tune" in result.err
+
+
+# What a command may not import (top-level packages): --help needs none of it, serve and demo no torch,
+# Lightning's commands none of the serving, tuning or reporting stack. Beside each, the module that must run.
+NOT_LOADED = {
+    ("--help",): (("torch", "lightning", "jsonargparse", "numpy", "onnxruntime"), "lightning_digits.cli"),
+    ("serve", "--help"): (("torch", "lightning", "matplotlib"), "lightning_digits.serving.server"),
+    ("demo", "--help"): (("torch", "lightning", "onnx", "onnxruntime"), "lightning_digits.demo"),
+    ("tune", "--help"): (("torch", "lightning", "optuna"), "lightning_digits.tuning.command"),
+    # (matplotlib is not on this list: torchmetrics, under Lightning, imports it.)
+    ("fit", "--help"): (("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
+                        "lightning_digits.lightning_cli"),
+}  # fmt: skip
+SHOW_MODULES = """import sys
+from lightning_digits.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit_:
+    assert not exit_.code, exit_.code
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_each_command_imports_only_what_it_runs():
+    """Which packages a fresh process has loaded after each command's --help (a timing budget would be a flaky
+    test; the figures are in docs/performance.md)."""
+    processes = {
+        args: subprocess.Popen([sys.executable, "-c", SHOW_MODULES, *args], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for args in NOT_LOADED
+    }  # fmt: skip
+    for args, process in processes.items():
+        out, err = process.communicate(timeout=240)
+        assert process.returncode == 0, err[-2000:]
+        modules = set(out.splitlines()[-1].split())
+        forbidden, runs = NOT_LOADED[args]
+        loaded = {name.split(".")[0] for name in modules} & set(forbidden)
+        assert not loaded, f"{' '.join(args)} imported {sorted(loaded)}"
+        assert runs in modules, f"{' '.join(args)} did not reach {runs}"
 
 
 def test_print_config_shows_the_default_config_applied(cli):
@@ -74,6 +151,29 @@ def test_every_shipped_config_parses_and_sets_what_it_says(cli, config):
     for section, values in written.items():
         for key, value in values.items() if isinstance(values, dict) else [(None, values)]:
             assert (printed[section] if key is None else printed[section][key]) == value, (section, key)
+
+
+def test_one_cycle_smoke_run_trains_and_integer_limits_are_counts(tmp_path, tiny_data, notices, monkeypatch):
+    """`fit -c fast --trainer.limit_train_batches 4`: too few steps for one-cycle's warm-up (it divided by zero
+    inside OneCycleLR), and `--trainer.limit_val_batches=1` must be one batch, not 1.0 (Lightning's "all")."""
+    from lightning_digits.lightning_cli import run_lightning
+
+    monkeypatch.setattr(sys, "argv", ["lightning-digits"])
+    saved = dict(os.environ)  # Lightning sets PL_GLOBAL_SEED; later tests' subprocesses start clean
+    try:
+        run = run_lightning([
+            "fit", f"--config={REPO / 'configs' / 'fast.yaml'}", f"--data.data_dir={tiny_data}", "--data.val_size=50",
+            "--data.batch_size=16", "--data.eval_batch_size=10", f"--artifacts_dir={tmp_path}",
+            "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
+            "--progress_bar.refresh_rate=0",
+        ])  # fmt: skip
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert run.trainer.global_step == 4 and run.trainer.num_val_batches == [1]
+    assert "the cycle is 5 steps long and this run stops after 4" in notices()
+    whole = yaml.safe_load((Path(run.trainer.log_dir) / "config.yaml").read_text())["trainer"]  # as saved
+    assert whole["limit_val_batches"] == 1 and isinstance(whole["limit_val_batches"], int)
 
 
 def test_fast_dev_run_on_tiny_data_is_quiet(tmp_path, tiny_data):

@@ -124,3 +124,17 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint_that_resumes(tmp
     assert resumed.code == 0, resumed.err[-3000:]
     finished = torch.load(final, map_location="cpu", weights_only=True)
     assert finished["epoch"] == stopped["epoch"] + 1 and finished["global_step"] > stopped["global_step"]
+
+
+@pytest.mark.slow
+def test_one_cycle_scales_its_rate_with_the_process_count(tmp_path, tiny_data):
+    """`--model.lr_scaling linear` under two processes doubles one-cycle's rates (OneCycleLR used to be given the
+    unscaled --model.lr, so every process count trained at the one-process rate)."""
+    art = tmp_path / "art"
+    one_cycle = ["--model.scheduler=one_cycle", "--model.lr_scaling=linear", "--model.lr=0.01"]
+    fit = run_cli("fit", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
+                  f"--artifacts_dir={art}", *TINY_MODEL, *DDP, *one_cycle, "--trainer.max_epochs=1",
+                  "--progress_bar.refresh_rate=0", timeout=240)  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    # The rate logged at the epoch's start is one-cycle's first: its peak (2 x 0.01) over div_factor 25.
+    assert _logged(art, "lr-Adam") == pytest.approx(2 * 0.01 / 25)

@@ -39,9 +39,10 @@ def _data(tmp: Path, change: Callable[[Path], None] | None = None) -> Path:
     return folder
 
 
-def _fit(tmp: Path, art: Path, data: Path, *extra: str) -> list[str]:
+def _fit(tmp: Path, art: Path, data: Path, *extra: str, length: tuple[str, ...] = ("--trainer.fast_dev_run=1",)
+         ) -> list[str]:  # fmt: skip
     return ["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.download=false",
-            f"--artifacts_dir={art}", "--trainer.fast_dev_run=1", *TINY_MODEL, *extra]  # fmt: skip
+            f"--artifacts_dir={art}", *length, *TINY_MODEL, *extra]  # fmt: skip
 
 
 def _rewrite(name: str, make: Callable[[bytes], bytes]) -> Callable[[Path], None]:
@@ -102,12 +103,17 @@ CASES = [
          "unrecognized arguments: --model.nope"),
     Case("wrong type", lambda t, a: _fit(t, a, _data(t), "--model.lr=fast"),
          "Expected a <class 'float'>. Got value: fast"),
-    Case("negative learning rate", lambda t, a: _fit(t, a, _data(t), "--model.lr=-0.001"), "model.lr=-0.001"),
+    Case("negative learning rate", lambda t, a: _fit(t, a, _data(t), "--model.lr=-0.001"),
+         "model.lr must be above 0, got -0.001"),
     Case("batch size 0", lambda t, a: _fit(t, a, _data(t), "--data.batch_size=0"), "data.batch_size must be at least"),
     Case("augmentation out of range", lambda t, a: _fit(t, a, _data(t), "--data.rotation=500"), "rotation must be in"),
     Case("validation off while early stopping watches it",
          lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0"),
          "--trainer.limit_val_batches 0 turns validation off, but --early_stopping.monitor val_loss"),
+    Case("validation fraction below one batch (Lightning's own check)",
+         lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0.001",
+                           length=("--trainer.max_epochs=1", "--trainer.limit_train_batches=1")),
+         "Lightning refuses the settings: You requested to check 0.001 of the `val_dataloader`"),
     Case("artifacts folder cannot be written",
          lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)), "cannot write to"),
 ]  # fmt: skip
@@ -184,6 +190,13 @@ def test_debug_flag_shows_the_traceback(whole_program):
     result, _ = whole_program[DEBUG]
     assert result.returncode != 0 and "Traceback" in result.stderr
     assert "UserError" in result.stderr and "missing.ckpt" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "serve", "tune"])
+def test_commands_beside_lightnings_refuse_a_multi_process_launcher(cli, monkeypatch, command):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it for each of two processes
+    result = cli(command)
+    assert result.code == 2 and f"`{command}` runs in one process; start it without torchrun" in result.err
 
 
 def test_non_image_files_are_skipped_with_a_notice(tmp_path, cli):

@@ -6,7 +6,7 @@ import gzip
 import numpy as np
 import pytest
 
-from lightning_digits.data.idx import read_idx, read_images_and_labels, write_idx
+from lightning_digits.data.idx import read_idx, read_images_and_labels, read_shape, write_idx
 from lightning_digits.data.sources import DATASETS, find_split, resolve_data_dir
 from lightning_digits.errors import UserError
 
@@ -28,6 +28,18 @@ def test_wrong_magic_number_is_named(tmp_path, written, read_as, message):
     write_idx(tmp_path / "file.gz", written)
     with pytest.raises(UserError, match=f"file.gz: {message}.*is it the right file"):
         read_idx(tmp_path / "file.gz", expected_dims=read_as)
+
+
+@pytest.mark.parametrize("name", ["images.idx", "images.idx.gz"])
+def test_the_header_alone_gives_the_shape(tmp_path, name):
+    """evaluate counts the training images this way: the header, not the 47 MB behind it."""
+    images, _ = synthetic_digits(7, seed=3)
+    write_idx(tmp_path / name, images)
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes() if name.endswith(".gz") else path.read_bytes()[:16])  # the header only
+    assert read_shape(path, expected_dims=3) == (7, 28, 28)
+    with pytest.raises(UserError, match="magic number 0x00000803, expected 0x00000801"):
+        read_shape(path, expected_dims=1)
 
 
 def test_truncated_file_says_how_many_bytes(tmp_path):

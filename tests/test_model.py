@@ -64,7 +64,7 @@ def test_predict_step_gives_probabilities_per_input():
 @pytest.mark.parametrize("kwargs", [{"lr": -0.1}, {"label_smoothing": 1.5}, {"channels": ()}, {"dense_dropout": 1.0}])
 def test_out_of_range_hyperparameters_are_refused(kwargs):
     name = next(iter(kwargs))
-    with pytest.raises(UserError, match=f"model.{name}="):
+    with pytest.raises(UserError, match=rf"model\.{name} must be .*, got"):
         LitDigits(**kwargs)
 
 
@@ -72,3 +72,8 @@ def test_hyperparameters_are_plain_values():
     """Checkpoints must load with torch's weights_only=True: no callables or modules in hparams."""
     allowed = (int, float, str, bool, tuple, type(None))
     assert all(isinstance(v, allowed) for v in LitDigits().hparams.values())
+
+
+def test_an_unknown_view_set_is_named_the_same_way_as_for_evaluate():
+    with pytest.raises(UserError, match="tta 'sideways' is not a view set; choose one of none, shifts"):
+        LitDigits(tta="sideways")

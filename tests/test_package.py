@@ -19,7 +19,7 @@ from PIL import Image
 
 from lightning_digits.data.idx import read_idx
 
-from .conftest import REAL_MNIST, REPO
+from .conftest import COMMITTED_MODEL, REAL_MNIST, REPO, committed_model_accuracy
 
 pytestmark = pytest.mark.slow
 TINY = ["--model.channels=[8,16]", "--model.hidden=32", "--trainer.precision=32-true"]
@@ -119,7 +119,7 @@ def test_demo_serves_the_page_and_the_runtime_from_the_wheel(installed):
     bin_dir, work = installed
     art = work / "demo_art"
     art.mkdir()
-    (art / "digits_cnn.onnx").write_bytes((REPO / "artifacts_digits" / "digits_cnn.onnx").read_bytes())
+    (art / "digits_cnn.onnx").write_bytes(COMMITTED_MODEL.read_bytes())
     server = subprocess.Popen([bin_dir / "lightning-digits", "demo", f"--artifacts_dir={art}", "--port=0"], cwd=work,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -140,8 +140,7 @@ def test_serve_from_the_wheel_answers_the_readme_curl_examples(installed, digit_
     bin_dir, work = installed
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    model = REPO / "artifacts_digits" / "digits_cnn.onnx"
-    server = Server([str(bin_dir / "lightning-digits"), "serve", f"--model={model}"], work / "serve_cwd", env)
+    server = Server([str(bin_dir / "lightning-digits"), "serve", f"--model={COMMITTED_MODEL}"], work / "serve_cwd", env)
     try:
         folder, labels = digit_files
         digit = folder / "digit_0.png"
@@ -152,5 +151,6 @@ def test_serve_from_the_wheel_answers_the_readme_curl_examples(installed, digit_
             answer = json.loads(subprocess.run(curl, capture_output=True, text=True, timeout=30, check=True).stdout)
             assert answer["predictions"][0]["predicted"] == str(labels[0])
             assert answer["model"]["file"] == "digits_cnn.onnx"
+            assert answer["model"]["test_accuracy"] == committed_model_accuracy()  # the figure its metadata records
     finally:
         assert server.stop() == 0

@@ -171,7 +171,7 @@ def test_each_trial_is_a_run_nested_under_the_study_run_in_mlflow(study):
         ({"space": {"model.lr": {"low": 0.1, "high": 0.1}}}, "'model.lr': empty range, low=0.1 is not below high=0.1"),
         ({"space": {"model.lr": {"choices": ["fast"]}}}, "Expected a <class 'float'>. Got value: fast"),
         ({"space": {"model.lr": {"low": "a", "high": 0.1}}}, "low and high must both be numbers, got low='a'"),
-        ({"space": {"model.conv_dropout": {"low": 0.0, "high": 1.5}}}, "model.conv_dropout=1.5 is out of range"),
+        ({"space": {"model.conv_dropout": {"low": 0.0, "high": 1.5}}}, "model.conv_dropout must be in [0, 1), got 1.5"),
         ({"storage": "postgresql://u:secret@127.0.0.1:1/none"}, "cannot open the study storage postgresql://u:***@"),
     ],
     ids=["unknown key", "empty range", "wrong type", "not a number", "out of fit's range", "unreachable storage"],
@@ -186,13 +186,13 @@ def test_a_bad_search_space_or_storage_is_one_line_before_any_trial(cli, tmp_pat
 
 def test_the_shipped_search_space_is_one_fit_accepts_at_every_end(tmp_path, monkeypatch):
     from lightning_digits import presets
-    from lightning_digits.tuning import command, run
+    from lightning_digits.tuning import command, search
 
     monkeypatch.setattr(sys, "argv", ["lightning-digits"])
     defaults = {name: p.default for name, p in inspect.signature(command.tune).parameters.items()}
     shipped = yaml.safe_load(presets.preset_path("tune").read_text())
-    plan = run._plan(run.TuneOptions(**{**defaults, **shipped, "study_dir": str(tmp_path)}))
-    config = run._check_against_fit(plan)
+    plan = search._plan(search.TuneOptions(**{**defaults, **shipped, "study_dir": str(tmp_path)}))
+    config = search._check_against_fit(plan)
     assert list(config.model.channels) == [20, 40, 80] and config.trainer.limit_train_batches == 320
 
 

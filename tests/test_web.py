@@ -25,10 +25,10 @@ from lightning_digits.export import export_onnx
 from lightning_digits.models.averaging import VIEW_SETS, Averaged
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 
-from .conftest import REPO
+from .conftest import COMMITTED_MODEL
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"
+MODEL = COMMITTED_MODEL
 DIGITS = 20
 SCALE = 10  # canvas pixels per MNIST pixel (280 / 28)
 

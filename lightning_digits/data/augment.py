@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lightning_digits.errors import check_ranges
+
 
 def as_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 28, 28] as stored (or float already in [0, 1]) -> float [N, 1, 28, 28] in [0, 1], the
@@ -37,12 +39,11 @@ class AffineRanges:
     scale: float = 0.1
 
     def __post_init__(self) -> None:
-        if not 0 <= self.rotation <= 180:
-            raise ValueError(f"rotation must be in [0, 180] degrees, got {self.rotation}")
-        if not 0 <= self.shift <= 0.5:
-            raise ValueError(f"shift must be in [0, 0.5] (a fraction of the image size), got {self.shift}")
-        if not 0 <= self.scale < 1:
-            raise ValueError(f"scale must be in [0, 1) (0.1 means 90%-110%), got {self.scale}")
+        check_ranges("data.", {
+            "rotation": (self.rotation, 0 <= self.rotation <= 180, "in [0, 180] degrees"),
+            "shift": (self.shift, 0 <= self.shift <= 0.5, "in [0, 0.5] (a fraction of the image size)"),
+            "scale": (self.scale, 0 <= self.scale < 1, "in [0, 1) (0.1 means 90%-110%)"),
+        })  # fmt: skip
 
     @property
     def is_identity(self) -> bool:

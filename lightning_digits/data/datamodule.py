@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_digits.data.augment import AffineRanges, as_model_input, random_affine, rank_seed
 from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
-from lightning_digits.errors import UserError
+from lightning_digits.errors import UserError, check_ranges
 
 
 class TensorBatches(TensorDataset):
@@ -61,15 +61,13 @@ class DigitsDataModule(pl.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
-            if value < 1:
-                raise UserError(f"data.{name} must be at least 1, got {value}")
-        if train_subset is not None and train_subset < 1:
-            raise UserError(f"data.train_subset must be at least 1 (or null for all), got {train_subset}")
-        try:
-            self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
-        except ValueError as exc:
-            raise UserError(f"data.{exc}") from exc
+        check_ranges("data.", {
+            "batch_size": (batch_size, batch_size >= 1, "at least 1"),
+            "eval_batch_size": (eval_batch_size, eval_batch_size >= 1, "at least 1"),
+            "val_size": (val_size, val_size >= 1, "at least 1"),
+            "train_subset": (train_subset, train_subset is None or train_subset >= 1, "at least 1 (or null for all)"),
+        })  # fmt: skip
+        self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
         self.save_hyperparameters()
         self.class_names = DATASETS[dataset].class_names
         self.predict_names: list[str] = []

@@ -27,23 +27,43 @@ def _read_bytes(path: Path) -> bytes:
         raise UserError(f"{path}: cannot read it ({exc}); the file is corrupt: download it again") from exc
 
 
-def read_idx(path: Path | str, expected_dims: int) -> np.ndarray:
-    """Read one IDX file (gzipped or raw) of unsigned bytes and check its header against its length."""
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise UserError(f"{path}: only {len(data)} bytes, not an IDX file; download it again")
-    magic = int.from_bytes(data[:4], "big")
+def _shape(path: Path, head: bytes, expected_dims: int) -> tuple[int, ...]:
+    """The shape an IDX header gives, after checking its magic number (`head`: the file's first bytes, or all)."""
+    if len(head) < 4:
+        raise UserError(f"{path}: only {len(head)} bytes, not an IDX file; download it again")
+    magic = int.from_bytes(head[:4], "big")
     expected_magic = (_UBYTE << 8) | expected_dims
     if magic != expected_magic:
         raise UserError(
             f"{path}: magic number 0x{magic:08x}, expected 0x{expected_magic:08x} for an IDX file of "
             f"{expected_dims}-dimensional unsigned bytes; is it the right file?"
         )
-    header_len = 4 + 4 * expected_dims
-    if len(data) < header_len:
+    if len(head) < 4 + 4 * expected_dims:
         raise UserError(f"{path}: truncated inside its header; download it again")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected_dims))
+    return tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected_dims))
+
+
+def read_shape(path: Path | str, expected_dims: int) -> tuple[int, ...]:
+    """The shape in an IDX file's header (its first dimension is the count), without reading the rest."""
+    path = Path(path)
+    size = 4 + 4 * expected_dims
+    try:
+        with open(path, "rb") as file:
+            head = file.read(size)
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as file:
+                head = file.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(f"{path}: cannot read it ({exc}); the file is corrupt: download it again") from exc
+    return _shape(path, head, expected_dims)
+
+
+def read_idx(path: Path | str, expected_dims: int) -> np.ndarray:
+    """Read one IDX file (gzipped or raw) of unsigned bytes and check its header against its length."""
+    path = Path(path)
+    data = _read_bytes(path)
+    shape = _shape(path, data, expected_dims)
+    header_len = 4 + 4 * expected_dims
     expected_len = header_len + int(np.prod(shape))
     if len(data) != expected_len:
         raise UserError(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_digits.data.idx import read_images_and_labels
+from lightning_digits.data.idx import read_images_and_labels, read_shape
 from lightning_digits.errors import UserError
 
 SPLIT_FILES = {
@@ -90,6 +90,13 @@ def load_split(dataset: str, data_dir: str | None, split: str) -> tuple[np.ndarr
     folder = resolve_data_dir(dataset, data_dir, download=False)
     images_path, labels_path = find_split(folder, split, DATASETS[dataset])
     return read_images_and_labels(images_path, labels_path)
+
+
+def split_size(dataset: str, data_dir: str | None, split: str) -> int:
+    """How many images a split has, from its images file's header alone."""
+    folder = resolve_data_dir(dataset, data_dir, download=False)
+    images_path, _ = find_split(folder, split, DATASETS[dataset])
+    return read_shape(images_path, expected_dims=3)[0]
 
 
 def _download(dataset: str, root: Path) -> None:

@@ -1,32 +1,31 @@
 """`lightning-digits evaluate | export | baselines | grid`: the original's reports, from a checkpoint, no Trainer.
 
 Each command is a short sequence over the modules that do the work. Every file is written atomically into
-the checkpoint's folder, so a killed run leaves the previous artifacts intact. They run in one process:
-under a multi-process launcher they refuse, since one writer is enough and the work is small.
+the checkpoint's folder, so a killed run leaves the previous artifacts intact. They run in one process (cli.py
+refuses them under a multi-process launcher: one writer is enough and the work is small).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from lightning_digits import artifacts, run_lock, tracking
+from lightning_digits import artifacts, run_lock
 from lightning_digits.atomic import ensure_writable_dir, write_text
 from lightning_digits.checkpoints import LoadedCheckpoint, load_checkpoint
-from lightning_digits.data.sources import DATASETS, load_split, training_set_size
-from lightning_digits.errors import UserError
+from lightning_digits.data.sources import DATASETS, load_split, split_size, training_set_size
+from lightning_digits.errors import UserError, say
 from lightning_digits.evaluation import galleries, plots, report
 from lightning_digits.evaluation.baselines import baselines_csv, run_baselines
+from lightning_digits.evaluation.report_files import PARITY_IMAGES, float_images, write_test_reports
 from lightning_digits.evaluation.run_info import environment, training_record
-from lightning_digits.evaluation.test_reports import PARITY_IMAGES, float_images, write_test_reports
 from lightning_digits.evaluation.training_logs import find_training_logs, training_curves
 from lightning_digits.export import ExportCheckFailed, check_int8_accuracy, export_onnx, quantize_int8
-from lightning_digits.models.averaging import VIEW_SETS, with_views
+from lightning_digits.models.averaging import with_views
+from lightning_digits.tracking.runs import log_files_since
 
 DEFAULT_CHECKPOINT = f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}"
 CNN_ROW_NAME = "CNN (this project)"
@@ -34,31 +33,21 @@ CURVE_FILES = {"accuracy": "acc_curve.png", "loss": "loss_curve.png"}  # the ori
 CALIBRATION_IMAGES = 1000
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def refuse_multiprocess(command: str) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError(f"`{command}` runs in one process; start it without torchrun/srun (WORLD_SIZE > 1 here)")
-
-
-def check_view_set(tta: str) -> None:
-    if tta not in VIEW_SETS:
-        raise UserError(f"--tta {tta!r} is not a view set; choose one of {', '.join(VIEW_SETS)}")
+def _data_dir(loaded: LoadedCheckpoint, data_dir: str | None) -> str | None:
+    """`data_dir`, or else where the checkpoint's training run found its data set."""
+    return data_dir or loaded.data_hparams.get("data_dir")
 
 
 def _split(loaded: LoadedCheckpoint, data_dir: str | None, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The checkpoint's data set, from `data_dir` or else where its training run found it."""
-    return load_split(loaded.dataset, data_dir or loaded.data_hparams.get("data_dir"), split)
+    return load_split(loaded.dataset, _data_dir(loaded, data_dir), split)
 
 
 def _cnn_row(loaded: LoadedCheckpoint, results: report.TestResults, test_seconds: float, training: dict,
-             training_file_size: int) -> dict:  # fmt: skip
+             training_file_count: int) -> dict:  # fmt: skip
     """The CNN's row of the baselines table: how well, how fast, and from how many images its fit learned."""
     data = loaded.data_hparams
     learned_from = (
-        training_set_size(training_file_size, data["val_size"], data.get("train_subset"))
+        training_set_size(training_file_count, data["val_size"], data.get("train_subset"))
         if "val_size" in data
         else float("nan")  # a checkpoint whose data settings are not on record
     )
@@ -93,7 +82,7 @@ def evaluate(
     Args:
         checkpoint: the model to evaluate (default: the best one of the last `fit`).
         data_dir: folder of the IDX files (default: as the checkpoint's run found them).
-        baselines: also fit Logistic Regression, a linear SVM and a Random Forest (about a minute).
+        baselines: also fit Logistic Regression, a linear SVM and a Random Forest (their times: README).
         baseline_subset: fit the baselines on this many random training images instead of all 60,000.
         samples: images in the inference grid.
         mistakes: misclassified images shown, most confident first.
@@ -101,8 +90,6 @@ def evaluate(
         tta: test-time augmentation: average the probabilities over these views of each image (none, shifts,
             rotations, shifts_rotations); the reports and the exported ONNX model include it.
     """
-    refuse_multiprocess("evaluate")
-    check_view_set(tta)
     started = time.time()
     loaded = load_checkpoint(checkpoint)
     out = Path(checkpoint).parent
@@ -124,18 +111,18 @@ def evaluate(
         say(f"        no fit log under {out / artifacts.LOGS}: accuracy and loss curves skipped")
 
     training = training_record(loaded, out, log_dirs[-1] if log_dirs else None)
-    train_split = _split(loaded, data_dir, "train")
-    cnn_row = _cnn_row(loaded, written.results, written.test_seconds, training, len(train_split[1]))
+    train_count = split_size(loaded.dataset, _data_dir(loaded, data_dir), "train")
+    cnn_row = _cnn_row(loaded, written.results, written.test_seconds, training, train_count)
     summary = {"dataset": loaded.dataset, "checkpoint": str(checkpoint), "test_time_augmentation": tta,
                **written.summary, **training, "cnn_row": cnn_row}  # fmt: skip
     if baselines:
         say("baselines")
-        rows = run_baselines(train_split, test, baseline_subset, seed, say)
+        rows = run_baselines(_split(loaded, data_dir, "train"), test, baseline_subset, seed, say)
         _write_baselines([cnn_row, *rows], out)
         summary["baselines"] = {r["model"]: {"accuracy": r["accuracy"], "fit_seconds": r["fit_seconds"]} for r in rows}
     write_summary(summary, out)
     say(f"done: test accuracy {written.results.accuracy:.4f}, loss {written.results.loss:.4f}; files in {out}/")
-    if run_id := tracking.log_files_since(out, started):  # when the fit there logged to MLflow
+    if run_id := log_files_since(out, started):  # when the fit there logged to MLflow
         say(f"        and logged to MLflow run {run_id}")
 
 
@@ -164,8 +151,6 @@ def export(
         tta: bake test-time augmentation into the graph: the probabilities averaged over these views of each
             image (none, shifts, rotations, shifts_rotations); same input and output as without.
     """
-    refuse_multiprocess("export")
-    check_view_set(tta)
     loaded = load_checkpoint(checkpoint)
     target = Path(output) if output else Path(checkpoint).parent / artifacts.ONNX_MODEL
     run_lock.check_not_written(Path(checkpoint).parent, "--checkpoint")
@@ -206,7 +191,6 @@ def baselines(
         seed: picks the subset and seeds the models.
         artifacts_dir: where to write; the CNN's row comes from the summary.json that `evaluate` wrote there.
     """
-    refuse_multiprocess("baselines")
     if dataset not in DATASETS:
         raise UserError(f"dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
     out = Path(artifacts_dir)
@@ -232,7 +216,6 @@ def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, 
         seed: which images.
         data_dir: folder of the IDX files (default: as the checkpoint's run found them).
     """
-    refuse_multiprocess("grid")
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     loaded = load_checkpoint(checkpoint)
@@ -242,6 +225,3 @@ def grid(checkpoint: str = DEFAULT_CHECKPOINT, samples: int = 9, seed: int = 0, 
     results = report.test_pass(loaded.net, images, labels)
     galleries.inference_grid(results, images, DATASETS[loaded.dataset].class_names, samples, seed, target)
     say(f"wrote {target}")
-
-
-COMMANDS = {"evaluate": evaluate, "export": export, "baselines": baselines, "grid": grid}

@@ -12,11 +12,11 @@ from lightning_digits import artifacts, run_lock
 from lightning_digits.atomic import ensure_writable_dir
 from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.sources import DATASETS, load_split
-from lightning_digits.errors import UserError
+from lightning_digits.errors import UserError, say
 from lightning_digits.evaluation import report
-from lightning_digits.evaluation.commands import check_view_set, refuse_multiprocess, say, write_summary
-from lightning_digits.evaluation.test_reports import write_test_reports
-from lightning_digits.models.averaging import VIEW_SETS, Averaged
+from lightning_digits.evaluation.commands import write_summary
+from lightning_digits.evaluation.report_files import write_test_reports
+from lightning_digits.models.averaging import Averaged, views
 
 
 def find_checkpoints(sources: list[str]) -> list[Path]:
@@ -58,8 +58,7 @@ def ensemble(
         mistakes: misclassified images shown, most confident first.
         seed: picks the inference grid's images.
     """
-    refuse_multiprocess("ensemble")
-    check_view_set(tta)
+    member_views = views(tta)
     paths = find_checkpoints(checkpoints)
     if len(paths) < 2:
         raise UserError(f"an ensemble needs at least two checkpoints, got {len(paths)}; add more, or use evaluate")
@@ -81,7 +80,7 @@ def ensemble(
         say(f"        {path}: test accuracy {accuracy:.4f}")
         member_rows.append({"checkpoint": str(path), "test_accuracy": accuracy})
     written = write_test_reports(
-        Averaged([member.net for member in members], VIEW_SETS[tta]), DATASETS[dataset].class_names, test, out,
+        Averaged([member.net for member in members], member_views), DATASETS[dataset].class_names, test, out,
         {"samples": samples, "mistakes": mistakes, "seed": seed},
         {"dataset": dataset, "test_time_augmentation": tta, "members": json.dumps([str(p) for p in paths])}, say,
     )  # fmt: skip

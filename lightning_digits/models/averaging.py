@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_digits.data.augment import affine_matrices
+from lightning_digits.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,13 @@ class Averaged(nn.Module):
         return torch.logsumexp(stacked, dim=0) - math.log(stacked.shape[0])
 
 
+def views(view_set: str) -> tuple[View, ...]:
+    """The named set of views: the one check of a view-set name, wherever it enters (--tta, --model.tta)."""
+    if view_set not in VIEW_SETS:
+        raise UserError(f"tta {view_set!r} is not a view set; choose one of {', '.join(VIEW_SETS)}")
+    return VIEW_SETS[view_set]
+
+
 def with_views(net: nn.Module, view_set: str) -> nn.Module:
-    """`net` itself for "none", else `net` averaged over the named views (callers validate the name where it
-    enters: the CLI's --tta and LitDigits' tta)."""
-    return net if view_set == "none" else Averaged([net], VIEW_SETS[view_set])
+    """`net` itself for "none", else `net` averaged over the named views."""
+    return net if view_set == "none" else Averaged([net], views(view_set))

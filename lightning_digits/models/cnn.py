@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from lightning_digits.errors import check_ranges
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -30,17 +32,15 @@ class Architecture:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # YAML gives lists
-        checks = {
+        check_ranges("model.", {
             # each block halves the side: four blocks take 28 down to 1
-            "channels": 0 < len(self.channels) <= 4 and all(c > 0 for c in self.channels),
-            "hidden": self.hidden >= 0,
-            "conv_dropout": 0 <= self.conv_dropout < 1,
-            "dense_dropout": 0 <= self.dense_dropout < 1,
-            "std": self.std > 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
+            "channels": (self.channels, 0 < len(self.channels) <= 4 and all(c > 0 for c in self.channels),
+                         "1 to 4 positive widths"),
+            "hidden": (self.hidden, self.hidden >= 0, "at least 0"),
+            "conv_dropout": (self.conv_dropout, 0 <= self.conv_dropout < 1, "in [0, 1)"),
+            "dense_dropout": (self.dense_dropout, 0 <= self.dense_dropout < 1, "in [0, 1)"),
+            "std": (self.std, self.std > 0, "above 0"),
+        })  # fmt: skip
 
     @classmethod
     def from_hparams(cls, hparams: Mapping) -> Architecture:

@@ -7,6 +7,7 @@ Knows nothing of files or plots.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_digits.errors import UserError
-from lightning_digits.models.averaging import VIEW_SETS, with_views
+from lightning_digits.errors import NOTICES, check_ranges
+from lightning_digits.models.averaging import views, with_views
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -49,22 +50,15 @@ class LitDigits(pl.LightningModule):
         VIEW_SETS). An inference option, not a hyperparameter: checkpoints do not carry it, so
         `test --ckpt_path X --model.tta shifts` applies it to any checkpoint."""
         super().__init__()
-        checks = {  # name: (value, in range)
-            "lr": (lr, lr > 0),
-            "weight_decay": (weight_decay, weight_decay >= 0),
-            "label_smoothing": (label_smoothing, 0 <= label_smoothing < 1),
-            "plateau_factor": (plateau_factor, 0 < plateau_factor < 1),
-            "one_cycle_pct_start": (one_cycle_pct_start, 0 < one_cycle_pct_start < 1),
-        }
-        problems = [f"{name}={value!r} is out of range" for name, (value, ok) in checks.items() if not ok]
-        if tta not in VIEW_SETS:
-            problems.append(f"tta={tta!r} is not a view set (choose one of {', '.join(VIEW_SETS)})")
-        try:
-            arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std)
-        except ValueError as exc:
-            problems.append(str(exc))
-        if problems:
-            raise UserError(f"model.{problems[0]}; see `lightning-digits fit --help`")
+        views(tta)  # an unknown name ends here, as one line
+        check_ranges("model.", {
+            "lr": (lr, lr > 0, "above 0"),
+            "weight_decay": (weight_decay, weight_decay >= 0, "at least 0"),
+            "label_smoothing": (label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+            "plateau_factor": (plateau_factor, 0 < plateau_factor < 1, "in (0, 1)"),
+            "one_cycle_pct_start": (one_cycle_pct_start, 0 < one_cycle_pct_start < 1, "in (0, 1)"),
+        })  # fmt: skip
+        arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std)
         self.save_hyperparameters(ignore=["tta"])
         self.tta = tta
         self.net = DigitsCNN(arch)
@@ -138,8 +132,22 @@ class LitDigits(pl.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=hp.lr,
-            total_steps=self.trainer.estimated_stepping_batches,
+            max_lr=lr,  # the scaled rate: OneCycleLR sets the optimiser's lr itself
+            total_steps=_one_cycle_steps(self.trainer.estimated_stepping_batches, hp.one_cycle_pct_start),
             pct_start=hp.one_cycle_pct_start,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _one_cycle_steps(steps: int, pct_start: float) -> int:
+    """OneCycleLR's length: the run's steps, or more when they are too few for its warm-up. Its warm-up ends at
+    step pct_start * steps - 1 and it divides by that, so a short smoke run (-c fast --trainer.limit_train_batches
+    4: 0.25 * 4 - 1 = 0) would end in a ZeroDivisionError; such a run gets a longer cycle that it stops inside."""
+    shortest = math.floor(1 / pct_start) + 1  # the fewest steps whose warm-up ends after step 0
+    if steps >= shortest:
+        return steps
+    NOTICES.info(
+        f"model.scheduler one_cycle: {steps} steps are too few for a warm-up of {pct_start:g} of them; the cycle "
+        f"is {shortest} steps long and this run stops after {steps}"
+    )
+    return shortest

@@ -51,6 +51,6 @@ def tune(
         test_best: after the study, test the best trial's checkpoint once on the test set.
     """
     options = dict(locals())
-    from lightning_digits.tuning import run  # Optuna and the training side: only now
+    from lightning_digits.tuning import search  # Optuna and the training side: only now
 
-    run.tune(run.TuneOptions(**options))
+    search.tune(search.TuneOptions(**options))

@@ -1,6 +1,6 @@
 """One trial: `lightning-digits fit` with the trial's overrides, built by the CLI's own machinery
-(cli.run_lightning: the same configs, parser, checks, callbacks and loggers as a user's fit), in this process,
-into the trial's own folder; and the one test of the best checkpoint after the study. Knows nothing of the
+(lightning_cli.run_lightning: the same configs, parser, checks, callbacks and loggers as a user's fit), in this
+process, into the trial's own folder; and the one test of the best checkpoint after the study. Knows nothing of the
 study's storage or sampler, nor of model internals.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 
 from lightning_digits.callbacks import DigitsCheckpoint
-from lightning_digits.cli import build_without_trainer, run_lightning
+from lightning_digits.lightning_cli import build_without_trainer, run_lightning
 
 OBJECTIVE = "val_acc"
 # A trial's best checkpoint is the one the objective judges: its best validation accuracy.

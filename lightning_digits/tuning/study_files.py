@@ -87,6 +87,21 @@ def _save(figure: plt.Figure, target: Path) -> None:
     plt.close(figure)
 
 
+def _sized(name: str, panels: np.ndarray) -> plt.Figure:
+    """Optuna draws at matplotlib's default size whatever the study holds; with ten parameters the tick labels of
+    neighbouring axes run into each other. Size the two plots that have a part per parameter to their parts."""
+    figure = panels[0].figure
+    if name == "slices.png":  # one panel per parameter, in one row
+        figure.set_size_inches(4.2 * len(panels), 4.2)
+        for panel in panels:
+            panel.tick_params(axis="x", labelrotation=30)  # the choices' labels, long ones too
+    elif name == "parallel.png":  # one vertical axis per parameter (and the objective), labelled on its right
+        axes_count = len(panels[0].get_xticks())
+        figure.set_size_inches(1.7 * axes_count + 2, 6.5)
+        panels[0].tick_params(axis="x", labelrotation=30)
+    return figure
+
+
 def write_plots(study: optuna.Study, folder: Path, say: Callable[[str], None]) -> list[Path]:
     """Optuna's plots, each one skipped with a line when the study cannot draw it yet (too few trials)."""
     written = []
@@ -95,9 +110,7 @@ def write_plots(study: optuna.Study, folder: Path, say: Callable[[str], None]) -
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "experimental" notices, and the ones about empty studies
                 axes = plot(study)
-            figure = np.ravel(axes)[0].figure
-            if name == "slices.png":
-                figure.set_size_inches(3.2 * np.size(axes), 3.5)
+            figure = _sized(name, np.ravel(axes))
             _save(figure, folder / name)
             written.append(folder / name)
         except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as exc:

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger  # Lightning's class; it imports mlflow only when used
 
 from lightning_digits.atomic import write_text
-from lightning_digits.tracking import RUN_RECORD, MlflowSettings, require_mlflow
+from lightning_digits.tracking.runs import RUN_RECORD, MlflowSettings, require_mlflow
 
 
 def mlflow_loggers(settings: MlflowSettings) -> list:

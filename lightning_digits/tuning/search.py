@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,10 +22,11 @@ from lightning.pytorch import LightningModule, Trainer
 from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from lightning_digits import presets, tracking
+from lightning_digits import presets
 from lightning_digits.atomic import ensure_writable_dir, write_text
-from lightning_digits.errors import UserError
-from lightning_digits.tuning import report, space
+from lightning_digits.errors import UserError, say
+from lightning_digits.tracking.runs import MlflowSettings, StudyRun
+from lightning_digits.tuning import space, study_files
 from lightning_digits.tuning import study as studies
 from lightning_digits.tuning import trial as trials
 from lightning_digits.tuning.space import Dimension
@@ -54,10 +53,6 @@ class TuneOptions:  # the `tune` command's arguments (tuning/command.py document
     test_best: bool
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 @dataclass
 class Plan:
     """What every trial shares: its configs and fixed flags, the study's folder, the MLflow parent run."""
@@ -67,7 +62,7 @@ class Plan:
     fixed: list[str]
     folder: Path
     options: TuneOptions
-    mlflow: tracking.StudyRun | None = None
+    mlflow: StudyRun | None = None
 
     def trial_folder(self, number: int) -> Path:
         return self.folder / f"trial_{number:04d}"
@@ -148,7 +143,7 @@ def _objective(plan: Plan):  # noqa: ANN202 - Optuna's objective
 def _after_trial(plan: Plan):  # noqa: ANN202 - an Optuna callback
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         say(studies.progress_line(study, trial, plan.options.n_trials))
-        report.write_trials(study.get_trials(deepcopy=False), plan.folder)
+        study_files.write_trials(study.get_trials(deepcopy=False), plan.folder)
         if plan.mlflow is not None:
             plan.mlflow.trial_finished(plan.trial_folder(trial.number), trial.state.name, trial.value)
 
@@ -196,7 +191,7 @@ def _test_once(study: optuna.Study, best: FrozenTrial) -> dict:
 
 def _write_outputs(plan: Plan, study: optuna.Study) -> None:
     all_trials = study.get_trials(deepcopy=False)
-    files = [report.write_trials(all_trials, plan.folder)]
+    files = [study_files.write_trials(all_trials, plan.folder)]
     states = {state: sum(t.state == state for t in all_trials) for state in TrialState}
     summary = (
         f"study {study.study_name}: {states[TrialState.COMPLETE] + states[TrialState.PRUNED]} finished "
@@ -209,13 +204,13 @@ def _write_outputs(plan: Plan, study: optuna.Study) -> None:
     tested = _test_once(study, best) if plan.options.test_best else {}
     config = Path(best.user_attrs.get("config", ""))
     if config.is_file():
-        text = report.best_yaml(config, best, study.study_name, plan.folder, tested)
-        write_text(plan.folder / report.BEST_YAML, text)
-        files.append(plan.folder / report.BEST_YAML)
+        text = study_files.best_yaml(config, best, study.study_name, plan.folder, tested)
+        write_text(plan.folder / study_files.BEST_YAML, text)
+        files.append(plan.folder / study_files.BEST_YAML)
     record = {"trial": best.number, "val_acc": best.value, "params": best.params, **best.user_attrs,
               **{key: value for key, value in tested.items() if key != "trial"}}  # fmt: skip
     write_text(plan.folder / BEST_JSON, json.dumps(record, indent=2) + "\n")
-    files += [plan.folder / BEST_JSON, *report.write_plots(study, plan.folder, say)]
+    files += [plan.folder / BEST_JSON, *study_files.write_plots(study, plan.folder, say)]
     if plan.mlflow is not None:
         metrics = {"best_val_acc": best.value, **{f"best_{k}": v for k, v in tested.items() if k != "trial"}}
         plan.mlflow.log_best(metrics, files)
@@ -228,8 +223,8 @@ def _study(plan: Plan, storage: optuna.storages.RDBStorage, url: str, fit_config
     study = studies.open_study(storage, options.study_name, options.seed, options.random_trials,
                                options.pruning, options.prune_after)  # fmt: skip
     if fit_config.mlflow.tracking_uri:
-        settings = tracking.MlflowSettings(**fit_config.mlflow.as_dict())
-        plan.mlflow = tracking.StudyRun(settings, study.user_attrs.get("mlflow_run_id"), options.study_name)
+        settings = MlflowSettings(**fit_config.mlflow.as_dict())
+        plan.mlflow = StudyRun(settings, study.user_attrs.get("mlflow_run_id"), options.study_name)
         study.set_user_attr("mlflow_run_id", plan.mlflow.run_id)
     optuna.storages.fail_stale_trials(study)  # a worker killed since the last run: its trial ends FAILED now
     finished = studies.count(study)
@@ -248,8 +243,6 @@ def _study(plan: Plan, storage: optuna.storages.RDBStorage, url: str, fit_config
 
 
 def tune(options: TuneOptions) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("`tune` runs in one process; start it without torchrun/srun (WORLD_SIZE > 1 here)")
     plan = _plan(options)
     url = options.storage or f"sqlite:///{Path(options.study_dir).resolve() / DB_FILE}"
     with _one_line_per_trial():
