@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from lightning_digits import artifacts, tracking
+from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
 from lightning_digits.checkpoint_io import AtomicCheckpointIO
 from lightning_digits.evaluation import plots
 from lightning_digits.evaluation.commands import write_summary
 from lightning_digits.export import export_onnx, quantize_int8
 from lightning_digits.models.cnn import Architecture, DigitsCNN
-from lightning_digits.tuning import report
+from lightning_digits.tracking.runs import RUN_RECORD
+from lightning_digits.tuning import study_files
 
 LIMIT = 64  # bytes: below every file written here
 NAMES = [str(d) for d in range(10)]
@@ -42,7 +43,7 @@ def families(out: Path) -> dict[str, tuple[str, Callable[[], object]]]:
     fp32 = out / "fp32" / artifacts.ONNX_MODEL
     export_onnx(net, fp32, NAMES, images)  # int8's input, written before the limit
     study = _study()
-    text_files = ["predictions.csv", report.BEST_YAML, "best.json", tracking.RUN_RECORD, "classification_report.txt"]
+    text_files = ["predictions.csv", study_files.BEST_YAML, "best.json", RUN_RECORD, "classification_report.txt"]
     return {
         "checkpoint": (artifacts.FINAL_CHECKPOINT,
                        lambda: AtomicCheckpointIO().save_checkpoint({"state_dict": net.state_dict()},
@@ -51,9 +52,9 @@ def families(out: Path) -> dict[str, tuple[str, Callable[[], object]]]:
         "int8": ("digits_cnn_int8.onnx", lambda: quantize_int8(fp32, out / "digits_cnn_int8.onnx", images)),
         "report plots": ("confusion_matrix.png",
                          lambda: plots.plot_confusion(np.eye(10, dtype=int) * 9, NAMES, out / "confusion_matrix.png")),
-        "tune plots": ("history.png", lambda: report.write_plots(study, out, print)),
+        "tune plots": ("history.png", lambda: study_files.write_plots(study, out, print)),
         "summary": (artifacts.SUMMARY_JSON, lambda: write_summary({"test_accuracy": 0.99}, out)),
-        "trials.csv": (report.TRIALS_CSV, lambda: report.write_trials(study.trials, out)),
+        "trials.csv": (study_files.TRIALS_CSV, lambda: study_files.write_trials(study.trials, out)),
         **{name: (name, lambda name=name: write_text(out / name, "x" * 1000)) for name in text_files},
     }  # fmt: skip
 
