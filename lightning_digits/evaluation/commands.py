@@ -24,7 +24,7 @@ from lightning_digits.evaluation.report_files import PARITY_IMAGES, float_images
 from lightning_digits.evaluation.run_info import environment, training_record
 from lightning_digits.evaluation.training_logs import find_training_logs, training_curves
 from lightning_digits.export import ExportCheckFailed, check_int8_accuracy, export_onnx, quantize_int8
-from lightning_digits.models.averaging import with_views
+from lightning_digits.models.averaging import views, with_views
 from lightning_digits.tracking.runs import log_files_since
 
 DEFAULT_CHECKPOINT = f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}"
@@ -91,6 +91,7 @@ def evaluate(
             rotations, shifts_rotations); the reports and the exported ONNX model include it.
     """
     started = time.time()
+    views(tta)  # an unknown name ends here, before the checkpoint and the data are read
     loaded = load_checkpoint(checkpoint)
     out = Path(checkpoint).parent
     ensure_writable_dir(out, "--checkpoint (files go beside it)")
@@ -151,6 +152,7 @@ def export(
         tta: bake test-time augmentation into the graph: the probabilities averaged over these views of each
             image (none, shifts, rotations, shifts_rotations); same input and output as without.
     """
+    views(tta)  # an unknown name ends here, before the checkpoint and the data are read
     loaded = load_checkpoint(checkpoint)
     target = Path(output) if output else Path(checkpoint).parent / artifacts.ONNX_MODEL
     run_lock.check_not_written(Path(checkpoint).parent, "--checkpoint")
