@@ -31,11 +31,11 @@ from PIL import Image
 from lightning_digits.data.idx import read_idx
 from lightning_digits.onnx_predictor import OnnxDigits
 from lightning_digits.serving.limits import MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
-from tests.conftest import REPO
+from tests.conftest import COMMITTED_MODEL, REPO, committed_model_accuracy
 from tests.harness import ProcessGroup, free_port
 
-MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"
-MODEL_ACCURACY = float(OnnxDigits(MODEL, threads=1).metadata["test_accuracy"])
+MODEL = COMMITTED_MODEL
+MODEL_ACCURACY = committed_model_accuracy()
 BODY_TIMEOUT = 1.0  # the slow-client case waits this long
 WORKERS = 2
 TIMEOUT = httpx.Timeout(30.0)

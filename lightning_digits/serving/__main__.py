@@ -3,23 +3,17 @@ nothing of the training side."""
 
 from __future__ import annotations
 
-import sys
-
 from jsonargparse import ArgumentError, auto_cli
 
-from lightning_digits.errors import UserError
+from lightning_digits.errors import exit_on_user_error
 from lightning_digits.serving.server import serve
+
+PROG = "lightning-digits serve"
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        auto_cli(serve, args=argv, prog="lightning-digits serve", exit_on_error=False)
-    except (UserError, ArgumentError) as exc:
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        if isinstance(exc, ArgumentError):
-            message += "; see `lightning-digits serve --help`"
-        print(f"lightning-digits: error: {message}", file=sys.stderr)
-        sys.exit(2)
+    with exit_on_user_error("lightning-digits", (ArgumentError,), see=f"{PROG} --help"):
+        auto_cli(serve, args=argv, prog=PROG, exit_on_error=False)
 
 
 if __name__ == "__main__":
