@@ -43,7 +43,7 @@ Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, gri
 ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
 test/predict: test-time augmentation.
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
-Over HTTP: serve (POST /predict with image uploads or base64 JSON; /docs for the API).
+Over HTTP: serve (POST /predict with image uploads, a raw image body or base64 JSON; /docs for the API).
 Hyperparameter search: tune -c tune (Optuna; each trial is a fit with overrides). MLflow: fit -c mlflow.
 Run `{PROG} COMMAND --help` for the options of each; --debug shows the traceback of an error."""
 
