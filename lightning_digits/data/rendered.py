@@ -11,7 +11,6 @@ Never MNIST. Uses numpy and Pillow only. The fonts come from `make fonts` (Debia
 
 from __future__ import annotations
 
-import io
 import math
 import zlib
 from dataclasses import dataclass
@@ -169,8 +168,17 @@ def _slanted(mask: Image.Image, degrees: float) -> Image.Image:
     )
 
 
-def render_digit(family: Family, digit: int, index: int, seed: int = 0) -> tuple[bytes, str]:
-    """One scan-like image of `digit` in `family`'s hand -> (the encoded file, its suffix)."""
+@dataclass(frozen=True)
+class Scan:
+    """One rendered digit before it is written: the picture, the file suffix it gets, Pillow's save options."""
+
+    image: Image.Image
+    suffix: str
+    options: dict
+
+
+def render_digit(family: Family, digit: int, index: int, seed: int = 0) -> Scan:
+    """One scan-like image of `digit` in `family`'s hand."""
     rng = np.random.default_rng([seed, zlib.crc32(family.name.encode()), digit, index])
     fonts = family.installed()
     mask = _glyph_mask(fonts[rng.integers(len(fonts))], digit, int(rng.integers(-1, 4)))
@@ -191,10 +199,7 @@ def render_digit(family: Family, digit: int, index: int, seed: int = 0) -> tuple
     gray = paper - ink_amount * (paper - ink) + rng.normal(0, rng.uniform(0, 0.025), ink_amount.shape)
     image = Image.fromarray(np.clip(np.round(gray * 255), 0, 255).astype(np.uint8))
     suffix = str(rng.choice(list(FORMATS)))
-    buffer = io.BytesIO()
-    options = {"quality": int(rng.integers(40, 96))} if suffix == "jpg" else {}
-    image.save(buffer, FORMATS[suffix], **options)
-    return buffer.getvalue(), suffix
+    return Scan(image, suffix, {"quality": int(rng.integers(40, 96))} if suffix == "jpg" else {})
 
 
 def write_rendered_set(
@@ -206,11 +211,10 @@ def write_rendered_set(
     for family in families:
         for digit in range(10):
             for index in range(per_class):
-                data, suffix = render_digit(family, digit, index, seed)
+                scan = render_digit(family, digit, index, seed)
                 parent = folder / family.name if by_family else folder
-                path = parent / str(digit) / f"{family.name}_{digit}_{index:04d}.{suffix}"
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path = parent / str(digit) / f"{family.name}_{digit}_{index:04d}.{scan.suffix}"
                 with atomic_path(path) as tmp:
-                    tmp.write_bytes(data)
+                    scan.image.save(tmp, FORMATS[scan.suffix], **scan.options)
                 written.append(RenderedDigit(path, family.name, family.part, digit))
     return written
