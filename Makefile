@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser postgres train evaluate demo serve tune gpu-check gpu-check-cpu test test-fast lint clean
+.PHONY: setup browser postgres fonts train evaluate demo serve tune gpu-check gpu-check-cpu test test-fast lint clean
 
 $(STAMP): pyproject.toml web/package-lock.json
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(MAKE) browser
 	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || $(MAKE) postgres
+	dpkg-query -W $(FONT_PACKAGES) >/dev/null 2>&1 || $(MAKE) fonts
 	touch $(STAMP)
 
 # Debian's Chromium and ChromeDriver for tests/test_web.py (never a browser download). Where apt-get cannot
@@ -24,6 +25,14 @@ browser:
 # throwaway cluster of its own; nothing runs as a service). Skipped with a reason where it cannot be installed.
 postgres:
 	-apt-get install -y postgresql || (apt-get update && apt-get install -y postgresql)
+
+# Debian's font packages that lightning_digits/data/rendered.py draws its out-of-distribution digits from
+# (handwriting-like hands and common faces) for tests/test_rendered.py and bench/robustness.py. Where apt-get
+# cannot run, those tests are skipped and say why.
+FONT_PACKAGES := fonts-bwht fonts-dkg-handwriting fonts-comic-neue fonts-dancingscript fonts-dejavu-core \
+	fonts-liberation fonts-ecolier-court fonts-breip fonts-humor-sans fonts-kaushanscript
+fonts:
+	-apt-get install -y $(FONT_PACKAGES) || (apt-get update && apt-get install -y $(FONT_PACKAGES))
 
 setup: $(STAMP)
 

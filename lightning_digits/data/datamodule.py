@@ -18,7 +18,9 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_digits.data.augment import AffineRanges, as_model_input, random_affine, rank_seed
+from lightning_digits.data.extra import join_extra, read_extra_dir
 from lightning_digits.data.images import find_images, load_digit
+from lightning_digits.data.ink import InkRanges, random_ink
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
 from lightning_digits.errors import UserError, check_ranges
 
@@ -58,7 +60,14 @@ class DigitsDataModule(pl.LightningDataModule):
         rotation: float = 10.0,
         shift: float = 0.1,
         scale: float = 0.1,
+        slant: float = 0.0,
+        elastic: float = 0.0,
+        elastic_sigma: float = 4.0,
+        stroke: float = 0.0,
         predict_path: str | None = None,
+        extra_dir: str | None = None,
+        extra_weight: float = 0.1,
+        extra_val_fraction: float = 0.2,
     ) -> None:
         super().__init__()
         check_ranges("data.", {
@@ -66,8 +75,11 @@ class DigitsDataModule(pl.LightningDataModule):
             "eval_batch_size": (eval_batch_size, eval_batch_size >= 1, "at least 1"),
             "val_size": (val_size, val_size >= 1, "at least 1"),
             "train_subset": (train_subset, train_subset is None or train_subset >= 1, "at least 1 (or null for all)"),
+            "extra_weight": (extra_weight, 0 <= extra_weight < 1, "in [0, 1)"),
+            "extra_val_fraction": (extra_val_fraction, 0 <= extra_val_fraction < 1, "in [0, 1)"),
         })  # fmt: skip
         self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
+        self.ink = InkRanges(slant=slant, elastic=elastic, elastic_sigma=elastic_sigma, stroke=stroke)
         self.save_hyperparameters()
         self.class_names = DATASETS[dataset].class_names
         self.predict_names: list[str] = []
@@ -94,8 +106,18 @@ class DigitsDataModule(pl.LightningDataModule):
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
             train_size = training_set_size(len(images), val_size, self.hparams.train_subset)
             train_idx, val_idx = order[val_size : val_size + train_size], order[:val_size]
-            self.train_set = TensorBatches(images[train_idx], labels[train_idx])
-            self.val_set = TensorBatches(images[val_idx], labels[val_idx])
+            train, val = (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+            if self.hparams.extra_dir is not None:
+                extra = read_extra_dir(self.hparams.extra_dir, len(self.class_names))
+                train, val = join_extra(
+                    train,
+                    val,
+                    extra,
+                    self.hparams.extra_weight,
+                    self.hparams.extra_val_fraction,
+                    self.hparams.split_seed,
+                )
+            self.train_set, self.val_set = TensorBatches(*train), TensorBatches(*val)
         if stage == "test" or (stage == "predict" and self.hparams.predict_path is None):
             self.test_set = TensorBatches(*self._load_split("test"))
         if stage == "predict":
@@ -147,6 +169,7 @@ class DigitsDataModule(pl.LightningDataModule):
         images = as_model_input(images)
         if self.trainer is not None and self.trainer.training:
             images = random_affine(images, self.augmentation, self._generator(images.device))
+            images = random_ink(images, self.ink, self._generator(images.device))
         return [images, second]
 
     def _generator(self, device: torch.device) -> torch.Generator:
