@@ -58,8 +58,8 @@ class Predict:
         try:
             media_type, body = await checked_body(request, self.settings.body)
             named = await named_images(media_type, request.headers, body)
-            opened = opened_images(named, self.settings.max_image_pixels, self.settings.max_request_pixels)
-            if sum(image.width * image.height for _, image in opened) <= LARGE_REQUEST_PIXELS:
+            opened, pixels = opened_images(named, self.settings.max_image_pixels, self.settings.max_request_pixels)
+            if pixels <= LARGE_REQUEST_PIXELS:
                 images = digits_of(opened)
             else:
                 images = await self._decode_large(opened)

@@ -79,8 +79,8 @@ def _from_base64(name: str, text: Any) -> bytes:
 
 def opened_images(
     named: list[tuple[str, bytes]], max_image_pixels: int, max_request_pixels: int
-) -> list[tuple[str, Image.Image]]:
-    """Each image opened (header only) and the request's pixels counted, at the size each will decode to."""
+) -> tuple[list[tuple[str, Image.Image]], int]:
+    """Each image opened (header only) -> them, and the request's pixels at the size each will decode to."""
     opened: list[tuple[str, Image.Image]] = []
     try:
         for name, data in named:
@@ -98,7 +98,7 @@ def opened_images(
     except Refused:
         _close(opened)
         raise
-    return opened
+    return opened, pixels
 
 
 def digits_of(opened: list[tuple[str, Image.Image]]) -> np.ndarray:
