@@ -31,7 +31,11 @@ async def named_images(media_type: str, headers: Headers, body: bytes) -> list[t
     if media_type == "multipart/form-data":
         return await _named_uploads(headers, body)
     if media_type == "application/json":
-        return _named_base64(json.loads(body))
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise Refused(400, f'the body is not valid JSON ({exc}); send {{"image": "<base64>"}}') from exc
+        return _named_base64(parsed)
     return [(RAW_BODY_NAME, body)]
 
 

@@ -1,7 +1,7 @@
 """The front door of POST /predict: read the body and refuse, before any image is decoded, what the endpoint
-must not try (a wrong content type, a body too large, too slow or not JSON, a multipart body without a
-boundary or with too many parts), each as a `Refused` with its 4xx and a one-line detail. Knows nothing of
-images or the model.
+must not try (a wrong content type, a body too large or too slow, a multipart body without a boundary or with
+too many parts), each as a `Refused` with its 4xx and a one-line detail. A JSON body's syntax is checked
+where it is parsed, in `decode`. Knows nothing of images or the model.
 """
 
 from __future__ import annotations
@@ -62,12 +62,7 @@ async def checked_body(request: Request, rules: BodyRules) -> tuple[str, bytes]:
         ) from None
     if not body:
         raise Refused(400, "empty body: send an image file (multipart/form-data or image/*) or JSON with base64 images")
-    if media_type == "application/json":
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            raise Refused(400, f'the body is not valid JSON ({exc}); send {{"image": "<base64>"}}') from exc
-    elif media_type == "multipart/form-data":
+    if media_type == "multipart/form-data":
         _check_multipart(content_type, body, rules)
     return media_type, body
 
