@@ -85,19 +85,18 @@ def litserve_copy(folder: Path) -> dict[str, str] | None:
     return {**os.environ, "PYTHONPATH": str(folder)}
 
 
-def group_cpu_seconds(pgid: int) -> dict[str, float]:
-    """utime + stime of every live process in the group, by role."""
+def group_cpu_seconds(server: ProcessGroup) -> dict[str, float]:
+    """utime + stime of every live process of the server's group, by role."""
     tick = os.sysconf("SC_CLK_TCK")
     seconds: dict[str, float] = {}
-    for entry in Path("/proc").iterdir():
+    for pid, cmdline in server.members().items():
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # it ended since
             continue
-        if int(fields[2]) != pgid or "resource_tracker" in cmdline:
+        if "resource_tracker" in cmdline:
             continue
-        role = "main" if entry.name == str(pgid) else f"worker {entry.name}"
+        role = "main" if pid == server.pgid else f"worker {pid}"
         seconds[role] = seconds.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return seconds
 
@@ -288,7 +287,7 @@ def main() -> None:
         server = ProcessGroup([*command, f"--port={port}"], scratch / f"{port}.log", cwd=scratch, env=env)
         try:
             started = server.wait_healthy(f"http://127.0.0.1:{port}/health")
-            before = group_cpu_seconds(server.pgid)
+            before = group_cpu_seconds(server)
             served = 0
             for kind in kinds:
                 for concurrency in CONCURRENCY:
@@ -300,7 +299,7 @@ def main() -> None:
                     rows.append(row)
                     served += row["requests"]
                     print(json.dumps(row), flush=True)
-            after = group_cpu_seconds(server.pgid)
+            after = group_cpu_seconds(server)
             profiles[name] = {role: round(1000 * (after[role] - before.get(role, 0.0)) / served, 3) for role in after}
             print(f"  CPU ms per request, by process: {profiles[name]}", flush=True)
             stop = asyncio.run(stop_under_load(server, port, bodies["multipart"]))
