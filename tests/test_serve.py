@@ -539,7 +539,7 @@ def test_an_address_in_use_or_a_host_that_does_not_resolve_is_one_line(tmp_path)
         port = taken.getsockname()[1]
         assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in one_line_refusal(f"--port={port}")
     assert "--host no-such-host.invalid: not an address" in one_line_refusal("--host=no-such-host.invalid")
-    assert "--workers" in one_line_refusal("--workers=-1")
+    assert "--workers must be at least 1, got -1" in one_line_refusal("--workers=-1")
 
 
 def test_lightning_digits_serve_runs_the_server_without_torch_in_it(tmp_path):

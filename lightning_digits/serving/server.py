@@ -14,7 +14,7 @@ from typing import Any
 from lightning_digits import __version__
 from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL
 from lightning_digits.data.images import MAX_PIXELS
-from lightning_digits.errors import UserError
+from lightning_digits.errors import UserError, check_ranges
 from lightning_digits.onnx_predictor import OnnxDigits
 from lightning_digits.serving.app import API_PATH, Settings
 from lightning_digits.serving.guard import BodyRules
@@ -79,9 +79,13 @@ def serve(
         max_request_pixels: the most pixels all the images of one request may have together (else 413).
     """
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
-    if workers < 1 or body_timeout <= 0 or graceful_timeout < 0 or min(max_image_pixels, max_request_pixels) < 1:
-        raise UserError("--workers and the pixel limits must be at least 1, --body_timeout above 0, "
-                        "--graceful_timeout at least 0")  # fmt: skip
+    check_ranges("--", {
+        "workers": (workers, workers >= 1, "at least 1"),
+        "body_timeout": (body_timeout, body_timeout > 0, "above 0"),
+        "graceful_timeout": (graceful_timeout, graceful_timeout >= 0, "at least 0"),
+        "max_image_pixels": (max_image_pixels, max_image_pixels >= 1, "at least 1"),
+        "max_request_pixels": (max_request_pixels, max_request_pixels >= 1, "at least 1"),
+    })  # fmt: skip
     path = Path(model)
     answer, info = describe_model(path)
     sockets = listening_sockets(host, port, workers)
