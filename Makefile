@@ -27,10 +27,10 @@ postgres:
 	-apt-get install -y postgresql || (apt-get update && apt-get install -y postgresql)
 
 # Debian's font packages that lightning_digits/data/rendered.py draws its out-of-distribution digits from
-# (handwriting-like hands and common faces) for tests/test_rendered.py and bench/robustness.py. Where apt-get
-# cannot run, those tests are skipped and say why.
+# (handwriting-like hands and common faces; Hershey's stroke fonts, drawn with the browser page's pen) for
+# tests/test_rendered.py and bench/robustness.py. Where apt-get cannot run, those tests are skipped and say why.
 FONT_PACKAGES := fonts-bwht fonts-dkg-handwriting fonts-comic-neue fonts-dancingscript fonts-dejavu-core \
-	fonts-liberation fonts-ecolier-court fonts-breip fonts-humor-sans fonts-kaushanscript
+	fonts-liberation fonts-ecolier-court fonts-breip fonts-humor-sans fonts-kaushanscript hershey-fonts-data
 fonts:
 	-apt-get install -y $(FONT_PACKAGES) || (apt-get update && apt-get install -y $(FONT_PACKAGES))
 

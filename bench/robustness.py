@@ -1,7 +1,7 @@
 """A model's accuracy on digits unlike MNIST's beside its MNIST test accuracy: the out-of-distribution set of
-lightning_digits/data/rendered.py (digits rendered from Debian's fonts like scans of forms, never MNIST), read
-back from files through `load_digit` as `predict` reads a user's images, per part, per font family and per
-class, with the most frequent mistakes.
+lightning_digits/data/rendered.py (digits rendered from Debian's fonts like scans of forms, and drawn with the
+browser page's pen; never MNIST), read back from files through `load_digit` as `predict` reads a user's images,
+per part, per source, per font family and per class, with the most frequent mistakes.
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/robustness.py artifacts_digits/digits_cnn.onnx
     .venv/bin/python bench/robustness.py runs/x/digits_cnn.ckpt --part choose --per_class 20
@@ -81,13 +81,15 @@ def main() -> None:
     right = predicted == labels
 
     by_part = accuracy_by(lambda d: d.part, digits, right)
+    by_source = accuracy_by(lambda d: (d.part, d.source), digits, right)
     by_family = accuracy_by(lambda d: (d.part, d.family), digits, right)
     by_class = accuracy_by(lambda d: (d.part, d.label), digits, right)
     mistakes = Counter((d.part, d.label, int(p)) for d, p, ok in zip(digits, predicted, right, strict=True) if not ok)
 
     print(f"model {args.model}: MNIST test {mnist_accuracy:.4f} ({len(mnist_labels)} images)")
     for part, row in by_part.items():
-        print(f"out of distribution, {part} part: {row['accuracy']:.4f} ({row['images']} images)")
+        sources = ", ".join(f"{s} {r['accuracy']:.4f} ({r['images']})" for (p, s), r in by_source.items() if p == part)
+        print(f"out of distribution, {part} part: {row['accuracy']:.4f} ({row['images']} images: {sources})")
     print(f"\n{'part':>6} {'font family':>18} {'accuracy':>8} {'images':>6}")
     for (part, family), row in by_family.items():
         print(f"{part:>6} {family:>18} {row['accuracy']:8.4f} {row['images']:6}")
@@ -100,6 +102,7 @@ def main() -> None:
     print(json.dumps({
         "model": args.model, "mnist_test": mnist_accuracy, "per_class": args.per_class, "seed": args.seed,
         "ood": {part: row["accuracy"] for part, row in by_part.items()},
+        "ood_source": {f"{part}/{source}": row["accuracy"] for (part, source), row in by_source.items()},
         "ood_family": {f"{part}/{family}": row["accuracy"] for (part, family), row in by_family.items()},
         "ood_class": {f"{part}/{digit}": row["accuracy"] for (part, digit), row in by_class.items()},
     }))  # fmt: skip

@@ -74,3 +74,41 @@ def test_a_set_by_class_is_a_folder_extra_dir_reads(tmp_path):
     written = write_rendered_set(tmp_path, INSTALLED[:2], per_class=1, by_family=False)
     extra = read_extra_dir(tmp_path)
     assert sorted(extra.labels.tolist()) == sorted(d.label for d in written) == sorted(list(range(10)) * 2)
+
+
+PEN = [f for f in INSTALLED if f.source == "pen"]
+needs_pen = pytest.mark.skipif(not PEN, reason="Debian's hershey-fonts-data is not installed: `make fonts`")
+
+
+@needs_pen
+def test_a_hershey_glyph_is_read_as_its_pen_strokes():
+    from lightning_digits.data.drawn import HERSHEY, hershey_strokes
+
+    [one] = hershey_strokes(HERSHEY / "futural.jhf", "1")  # a flag and the upright, one stroke
+    assert one.tolist() == [[-4, -8], [-2, -9], [1, -12], [1, 9]]
+    seven = hershey_strokes(HERSHEY / "futural.jhf", "7")  # the pen is lifted once
+    assert [s.tolist() for s in seven] == [[[7, -12], [-3, 9]], [[-7, -12], [7, -12]]]
+
+
+@needs_pen
+def test_a_pen_digit_is_the_pages_pad_with_the_pages_pen_and_reads_as_a_digit(tmp_path):
+    from lightning_digits.data.drawn import HERSHEY, PAD_SIDE, PEN_WIDTH, draw_digit
+
+    family = PEN[0]
+    drawn = render_digit(family, 1, 0)
+    assert drawn.suffix == "png" and drawn.image.size == (PAD_SIDE, PAD_SIDE)
+    assert np.asarray(render_digit(family, 1, 0).image).tobytes() == np.asarray(drawn.image).tobytes()
+    pad = np.asarray(drawn.image, dtype=np.float64)
+    border = np.concatenate([pad[0], pad[-1], pad[:, 0], pad[:, -1]])
+    assert border.min() == 255 and pad.min() == 0  # white paper all round, black ink
+    # The pen is the page's whatever the size drawn: across the upright of a 1, the ink is one pen wide (a
+    # little wider where the hand slants it).
+    for seed in range(3):
+        pad = np.asarray(draw_digit(HERSHEY / "futural.jhf", 1, np.random.default_rng(seed)), dtype=np.float64)
+        rows = np.nonzero((pad < 128).any(axis=1))[0]
+        middle = pad[(rows.min() + rows.max()) // 2]
+        assert PEN_WIDTH - 2 <= (middle < 128).sum() <= 1.6 * PEN_WIDTH
+    written = write_rendered_set(tmp_path, PEN[:1], per_class=1)
+    assert [d.source for d in written] == ["pen"] * 10
+    for digit in written:
+        assert load_digit(digit.path).max() > 0.5

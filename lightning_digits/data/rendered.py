@@ -1,7 +1,8 @@
-"""An out-of-distribution digit set made offline: digits rendered from the fonts Debian packages (handwriting-like
-hands and common faces), with the variation of scanned forms (stroke width, slant, scale, position, blur, paper
-tone, ink tone, noise, JPEG) and written as dark ink on light paper, 40-220 px, PNG, JPEG and BMP files, so
-that they reach the model through the same `load_digit` path as a user's images.
+"""An out-of-distribution digit set made offline, from two sources: "scan", digits rendered from the fonts Debian
+packages (handwriting-like hands and common faces), with the variation of scanned forms (stroke width, slant,
+scale, position, blur, paper tone, ink tone, noise, JPEG) and written as dark ink on light paper, 40-220 px,
+PNG, JPEG and BMP files; and "pen", digits drawn on the browser page's pad by a simulated hand (data/drawn.py),
+written as the pad's 280x280 PNG. Both reach the model through the same `load_digit` path as a user's images.
 
 Deterministic: image i of digit d of a family is drawn from its own seed (the set's seed, the family's name,
 d, i), so a family's images do not depend on which other fonts are installed. Families are split in two
@@ -21,8 +22,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from lightning_digits.atomic import atomic_path
+from lightning_digits.data.drawn import HERSHEY, draw_digit
 
 Part = Literal["choose", "report"]
+Source = Literal["scan", "pen"]
 _TRUETYPE, _OPENTYPE = Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype")
 
 
@@ -37,6 +40,11 @@ class Family:
 
     def installed(self) -> tuple[Path, ...]:
         return tuple(path for path in self.files if path.is_file())
+
+    @property
+    def source(self) -> Source:
+        """Hershey's stroke fonts are drawn with the browser page's pen, every other font is scanned."""
+        return "pen" if self.files[0].suffix == ".jhf" else "scan"
 
 
 def _family(name: str, package: str, part: Part, folder: Path, *files: str) -> Family:
@@ -119,6 +127,12 @@ FAMILIES: tuple[Family, ...] = (
         "LiberationSans-Regular.ttf",
         "LiberationSans-Bold.ttf",
     ),  # fmt: skip
+    # Single-stroke Hershey fonts, drawn with the page's pen; near-copies (simplex and its Roman twin, the
+    # script in its simplex and complex cuts) stay in one part.
+    _family("pen-simplex", "hershey-fonts-data", "choose", HERSHEY, "futural.jhf", "rowmans.jhf"),
+    _family("pen-times", "hershey-fonts-data", "choose", HERSHEY, "timesr.jhf", "timesi.jhf"),
+    _family("pen-script", "hershey-fonts-data", "report", HERSHEY, "scripts.jhf", "scriptc.jhf"),
+    _family("pen-cursive", "hershey-fonts-data", "report", HERSHEY, "cursive.jhf"),
 )
 FORMATS = {"png": "PNG", "jpg": "JPEG", "bmp": "BMP"}
 _GLYPH_SIZE = 96  # px: glyphs are drawn large, then scaled down to the image like a scanner would
@@ -135,6 +149,7 @@ class RenderedDigit:
     family: str
     part: Part
     label: int
+    source: Source
 
 
 def _glyph_mask(font_path: Path, digit: int, stroke: int) -> Image.Image:
@@ -178,9 +193,11 @@ class Scan:
 
 
 def render_digit(family: Family, digit: int, index: int, seed: int = 0) -> Scan:
-    """One scan-like image of `digit` in `family`'s hand."""
+    """One image of `digit` in `family`'s hand: a scan-like file, or the page's pad after a pen drew it."""
     rng = np.random.default_rng([seed, zlib.crc32(family.name.encode()), digit, index])
     fonts = family.installed()
+    if family.source == "pen":
+        return Scan(draw_digit(fonts[rng.integers(len(fonts))], digit, rng), "png", {})
     mask = _glyph_mask(fonts[rng.integers(len(fonts))], digit, int(rng.integers(-1, 4)))
     mask = _slanted(mask, rng.uniform(-12, 18))
     height = int(rng.integers(40, 221))
@@ -216,5 +233,5 @@ def write_rendered_set(
                 path = parent / str(digit) / f"{family.name}_{digit}_{index:04d}.{scan.suffix}"
                 with atomic_path(path) as tmp:
                     scan.image.save(tmp, FORMATS[scan.suffix], **scan.options)
-                written.append(RenderedDigit(path, family.name, family.part, digit))
+                written.append(RenderedDigit(path, family.name, family.part, digit, family.source))
     return written
