@@ -15,6 +15,7 @@ import torch
 
 from .conftest import DDP_BOUNDED, REPO, TINY_MODEL, run_cli, write_dataset
 from .harness import ProcessGroup
+from .test_extra import write_user_digits
 
 DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
 
@@ -127,14 +128,18 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint_that_resumes(tmp
 
 
 @pytest.mark.slow
-def test_one_cycle_scales_its_rate_with_the_process_count(tmp_path, tiny_data):
+def test_one_cycle_scales_its_rate_with_the_process_count_and_every_rank_joins_extra_digits_alike(tmp_path, tiny_data):
     """`--model.lr_scaling linear` under two processes doubles one-cycle's rates (OneCycleLR used to be given the
-    unscaled --model.lr, so every process count trained at the one-process rate)."""
+    unscaled --model.lr, so every process count trained at the one-process rate). The same run takes a user's own
+    digits (`--data.extra_dir`): each rank reads the folder itself and must make the same split of it."""
     art = tmp_path / "art"
     one_cycle = ["--model.scheduler=one_cycle", "--model.lr_scaling=linear", "--model.lr=0.01"]
+    mine = write_user_digits(tmp_path / "mine", per_class=3)
     fit = run_cli("fit", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
                   f"--artifacts_dir={art}", *TINY_MODEL, *DDP, *one_cycle, "--trainer.max_epochs=1",
-                  "--progress_bar.refresh_rate=0", timeout=240)  # fmt: skip
+                  f"--data.extra_dir={mine}", "--progress_bar.refresh_rate=0", timeout=240)  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-3000:]
     # The rate logged at the epoch's start is one-cycle's first: its peak (2 x 0.01) over div_factor 25.
     assert _logged(art, "lr-Adam") == pytest.approx(2 * 0.01 / 25)
+    joined = [line for line in fit.stderr.splitlines() if "data.extra_dir: 30 images" in line]
+    assert len(joined) == 2 and len(set(joined)) == 1, fit.stderr[-3000:]
