@@ -2,16 +2,19 @@
 torchvision DataLoader, on the real MNIST training images, in one process (same threads, same model).
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--fp32] [--profile]
-        [--model-config configs/fast.yaml] [--device cuda]
+        [--model-config configs/fast.yaml] [--device cuda] [--ink]
 
 - step alone: forward + backward + Adam on a batch that is already a float tensor (the reference);
 - pipeline: DataLoader over the uint8 tensor + on_after_batch_transfer (scale + batched per-sample affine) + step;
 - naive: torchvision MNIST-style per-sample PIL RandomAffine + ToTensor in a DataLoader + step;
 - stock torch step: step alone with torch's nn.Dropout and per-tensor Adam instead of the project's
-  Dropout and fused Adam.
+  Dropout and fused Adam;
+- with `--ink`, one row per ink augmentation (data/ink.py) added to the pipeline, one at a time, and one for
+  the network with deskewing (models/deskew.py) on the pipeline's batches: what each costs per batch.
 Prints a table and one JSON line: per row, the median img/s over timed windows and its overhead against the
-step alone (noisy on a shared machine), and the ms per batch spent getting the batch vs in the step, timed
-within the same steps ("input/step": the input pipeline's share, the steadier figure). `--device` runs every row
+step alone (noisy on a shared machine), the ms per batch spent getting the batch vs in the step, timed
+within the same steps ("input/step": the input pipeline's share, the steadier figure), and the seconds that
+an epoch of the training split's batches would take at that rate (validation not included). `--device` runs every row
 on one device (batches copied there as Lightning does); each clock reading waits for it.
 """
 
@@ -36,6 +39,9 @@ from torchvision.transforms import v2
 from lightning_digits.data.datamodule import DigitsDataModule
 from lightning_digits.models.cnn import Dropout
 from lightning_digits.models.lit import LitDigits
+
+# One change at a time (docs/performance.md, "Real handwriting"): the values tried there.
+INK_ROWS = (("stroke", 0.5), ("slant", 15.0), ("elastic", 34.0))
 
 
 class _PerSampleMnist(Dataset):
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--model-config", type=Path, help="the network of this config's model section (e.g. configs/fast.yaml)"
     )
+    parser.add_argument("--ink", action="store_true", help="also time each ink augmentation and deskewing")
     add_device_flag(parser)
     args = parser.parse_args()
     device = args.device
@@ -151,13 +158,32 @@ def main() -> None:
         "naive per-sample": (forever(naive), step),
         "stock torch step": (iter(lambda: fixed, None), _stock_torch_step(model_args, bf16, device)),
     }
+    if args.ink:
+        for flag, value in INK_ROWS:
+            inked = DigitsDataModule(batch_size=args.batch_size, download=False, **{flag: value})
+            inked.train_set, inked.trainer = data.train_set, data.trainer
+            rows[f"+ {flag} {value:g}"] = (
+                forever(inked.train_dataloader(), lambda b, d=inked: d.on_after_batch_transfer(b, 0)),
+                step,
+            )
+        deskewed = LitDigits(**model_args, deskew=True).to(device)
+        deskewed_optimizer = deskewed.configure_optimizers()
+        rows["+ deskew (model)"] = (
+            forever(data.train_dataloader(), lambda b: data.on_after_batch_transfer(b, 0)),
+            lambda images, labels: _step(deskewed, deskewed_optimizer, images, labels, bf16),
+        )
     results = _measure(rows, args.steps, args.batch_size, args.windows, device)
     reference = results["step alone"]["rate"]
-    print(f"{'row':18} {'img/s':>8} {'vs step alone':>14} {'input ms':>9} {'step ms':>8} {'input/step':>11}")
+    batches = len(data.train_set) // args.batch_size
+    print(
+        f"{'row':18} {'img/s':>8} {'vs step alone':>14} {'input ms':>9} {'step ms':>8} {'input/step':>11} "
+        f"{f'epoch s ({batches})':>15}"
+    )
     for name, r in results.items():
+        r["epoch_seconds"] = batches * args.batch_size / r["rate"]
         print(
             f"{name:18} {r['rate']:8.0f} {100 * (reference / r['rate'] - 1):13.1f}% {r['input_ms']:9.2f} "
-            f"{r['step_ms']:8.1f} {100 * r['input_ms'] / r['step_ms']:10.1f}%"
+            f"{r['step_ms']:8.1f} {100 * r['input_ms'] / r['step_ms']:10.1f}% {r['epoch_seconds']:15.1f}"
         )
     if args.profile:
         for name in ("step alone", "stock torch step"):

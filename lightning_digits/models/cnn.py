@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lightning_digits.errors import check_ranges
+from lightning_digits.models.deskew import Deskew
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Architecture:
     dense_dropout: float = 0.5
     mean: float = 0.1307
     std: float = 0.3081
+    deskew: bool = False  # shear each input upright first (models/deskew.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # YAML gives lists
@@ -78,6 +80,7 @@ class DigitsCNN(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.tensor(arch.mean))
         self.register_buffer("std", torch.tensor(arch.std))
+        self.deskew = Deskew() if arch.deskew else nn.Identity()
         widths = [1, *arch.channels]
         self.features = nn.Sequential(
             *(conv_block(a, b, arch.conv_dropout) for a, b in zip(widths, widths[1:], strict=False))
@@ -94,5 +97,5 @@ class DigitsCNN(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """float [N, 1, 28, 28] in [0, 1] -> logits [N, num_classes]."""
-        x = (image - self.mean) / self.std
+        x = (self.deskew(image) - self.mean) / self.std
         return self.classifier(self.pool(self.features(x)))

@@ -34,6 +34,7 @@ class LitDigits(pl.LightningModule):
         dense_dropout: float = Architecture.dense_dropout,
         mean: float = Architecture.mean,
         std: float = Architecture.std,
+        deskew: bool = Architecture.deskew,
         label_smoothing: float = 0.0,
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
@@ -58,7 +59,7 @@ class LitDigits(pl.LightningModule):
             "plateau_factor": (plateau_factor, 0 < plateau_factor < 1, "in (0, 1)"),
             "one_cycle_pct_start": (one_cycle_pct_start, 0 < one_cycle_pct_start < 1, "in (0, 1)"),
         })  # fmt: skip
-        arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std)
+        arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std, deskew)
         self.save_hyperparameters(ignore=["tta"])
         self.tta = tta
         self.net = DigitsCNN(arch)
