@@ -25,11 +25,17 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from lightning_digits import artifacts, presets, run_lock  # noqa: E402
 from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
-from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, PredictionWriter, fixed_callbacks  # noqa: E402
+from lightning_digits.callbacks import (  # noqa: E402
+    DigitsCheckpoint,
+    FinalCheckpoint,
+    PredictionWriter,
+    fixed_callbacks,
+    weight_averaging,
+)
 from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints  # noqa: E402
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
-from lightning_digits.errors import UserError  # noqa: E402
+from lightning_digits.errors import UserError, check_ranges  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers  # noqa: E402
 from lightning_digits.tracking.runs import MlflowSettings  # noqa: E402
@@ -92,6 +98,13 @@ class DigitsCLI(LightningCLI):
         parser.add_argument(
             "--artifacts_dir", default=artifacts.DEFAULT_DIR, help="Where checkpoints, logs and reports go."
         )
+        parser.add_argument(
+            "--ema_decay",
+            type=float | None,
+            default=None,
+            help="fit: average the weights as they train, an exponential moving average with this decay per step "
+            "(e.g. 0.99); validation, checkpoints, test and export then use the average. Default: off.",
+        )
         parser.add_lightning_class_args(DigitsCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -117,6 +130,8 @@ class DigitsCLI(LightningCLI):
         """Check what Lightning would only find out later, with a traceback: the artifacts folder, and
         validation turned off while something waits for its metrics."""
         config = self.config[self.subcommand]
+        decay = config.ema_decay
+        check_ranges("--", {"ema_decay": (decay, decay is None or 0 < decay < 1, "in (0, 1), or null for none")})
         if self.subcommand == "fit" and config.trainer.limit_val_batches == 0:
             _check_nothing_watches_validation(config)
         for key in ("checkpoint", "final_checkpoint"):
@@ -140,6 +155,8 @@ class DigitsCLI(LightningCLI):
             ]
         # Not config options: the interrupt checkpoint must go beside the last one for `--ckpt_path last` to find it.
         kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed_callbacks(config.checkpoint.dirpath)]
+        if self.subcommand == "fit":  # elsewhere the checkpoint's state_dict already is the average
+            kwargs["callbacks"] += weight_averaging(config.ema_decay)
         kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
         kwargs["callbacks"].append(SpaceCheck(config.checkpoint.dirpath))
         kwargs["plugins"] = with_atomic_checkpoints(config.trainer.plugins)  # every checkpoint write, atomic

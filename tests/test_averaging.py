@@ -1,5 +1,5 @@
 """Test-time augmentation and ensembles: the views, the averaging, the commands, and the ONNX file that carries
-them with a single network's contract."""
+them with a single network's contract; averaging in weight space (`fit --ema_decay`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
+from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.augment import as_model_input
 from lightning_digits.models.averaging import VIEW_SETS, Averaged, View
 from lightning_digits.models.cnn import Architecture, DigitsCNN
@@ -119,3 +123,67 @@ def test_bad_ensembles_are_one_line(cli, members, tmp_path):
     assert unknown.code == 2 and "tta 'sideways' is not a view set; choose one of none, shifts" in unknown.err
     missing = cli("ensemble", str(tmp_path / "nope.ckpt"), str(root / "runs"), f"--output_dir={tmp_path}")
     assert missing.code == 2 and "nope.ckpt does not exist" in missing.err
+
+
+class WeightsPerStep(Callback):
+    """Saves the weights being trained at the start of fit and after every step, as FOLDER/start_S.pt and
+    FOLDER/step_S.pt (S: the global step), for a test to compute their average by hand."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def _save(self, pl_module: pl.LightningModule, name: str) -> None:
+        self.folder.mkdir(exist_ok=True)
+        torch.save({k: v.clone() for k, v in pl_module.state_dict().items()}, self.folder / name)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(pl_module, f"start_{trainer.global_step}.pt")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self._save(pl_module, f"step_{trainer.global_step}.pt")
+
+
+def _floats(state: dict) -> dict:
+    """The averaged entries: weights and batch-norm statistics (not the integer batch counters)."""
+    return {k: v for k, v in state.items() if torch.is_floating_point(v)}
+
+
+@pytest.mark.slow
+def test_ema_weights_are_what_is_checkpointed_exported_and_resumed(cli, tiny_data, tmp_path):
+    art, steps, decay = tmp_path / "art", tmp_path / "steps", 0.5
+    fit = ["fit", f"--data.data_dir={tiny_data}", "--data.val_size=100", "--data.batch_size=50",
+           f"--artifacts_dir={art}", *TINY_MODEL, "--progress_bar.refresh_rate=0", "--trainer.limit_train_batches=2",
+           f"--ema_decay={decay}", "--trainer.callbacks+=tests.test_averaging.WeightsPerStep",
+           f"--trainer.callbacks.folder={steps}"]  # fmt: skip
+    first = cli(*fit, "--trainer.max_epochs=1")
+    assert first.code == 0, first.err[-3000:]
+    trained = {step: _floats(torch.load(steps / f"step_{step}.pt")) for step in (1, 2)}
+    # torch's EMA: the first update copies the weights, each later one is decay * average + (1 - decay) * weights.
+    average = {k: decay * trained[1][k] + (1 - decay) * trained[2][k] for k in trained[1]}
+    assert any(not torch.equal(average[k], trained[2][k]) for k in average), "a decay that averages nothing"
+    final = torch.load(art / "digits_cnn_final.ckpt", weights_only=True)
+    torch.testing.assert_close(_floats(final["state_dict"]), average)
+    torch.testing.assert_close(_floats(final["current_model_state"]), trained[2])
+    best = load_checkpoint(art / "digits_cnn.ckpt")  # as evaluate, export and ensemble read it
+    torch.testing.assert_close(_floats(best.net.state_dict()), {k.removeprefix("net."): v for k, v in average.items()})
+
+    exported = cli("export", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={tiny_data}",
+                   f"--output={tmp_path / 'm.onnx'}")  # fmt: skip
+    assert exported.code == 0, exported.err[-2000:]
+    by_hand = DigitsCNN(Architecture.from_hparams(best.model_hparams)).eval()
+    by_hand.load_state_dict({k.removeprefix("net."): v for k, v in torch.load(steps / "step_2.pt").items()})
+    by_hand.load_state_dict({k.removeprefix("net."): v for k, v in average.items()}, strict=False)
+    images = as_model_input(torch.from_numpy(synthetic_digits(20, seed=1)[0]))
+    onnx_logits = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["logits"], {"image": images.numpy()})[0]
+    np.testing.assert_allclose(onnx_logits, by_hand(images).detach().numpy(), atol=1e-4)
+
+    # `--ckpt_path last` (what a kill -9 leaves: the last final checkpoint) goes on training the weights it had
+    # reached, not the average, and goes on averaging from the saved average.
+    resumed = cli(*fit, "--trainer.max_epochs=2", "--ckpt_path=last")
+    assert resumed.code == 0, resumed.err[-3000:]
+    torch.testing.assert_close(_floats(torch.load(steps / "start_2.pt")), trained[2])
+    for step in (3, 4):
+        weights = _floats(torch.load(steps / f"step_{step}.pt"))
+        average = {k: decay * average[k] + (1 - decay) * weights[k] for k in average}
+    resumed_final = torch.load(art / "digits_cnn_final.ckpt", weights_only=True)
+    torch.testing.assert_close(_floats(resumed_final["state_dict"]), average)

@@ -110,6 +110,8 @@ CASES = [
          "model.lr must be above 0, got -0.001"),
     Case("batch size 0", lambda t, a: _fit(t, a, _data(t), "--data.batch_size=0"), "data.batch_size must be at least"),
     Case("augmentation out of range", lambda t, a: _fit(t, a, _data(t), "--data.rotation=500"), "rotation must be in"),
+    Case("EMA decay out of range", lambda t, a: _fit(t, a, _data(t), "--ema_decay=1.5"),
+         "--ema_decay must be in (0, 1), or null for none, got 1.5"),
     Case("validation off while early stopping watches it",
          lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0"),
          "--trainer.limit_val_batches 0 turns validation off, but --early_stopping.monitor val_loss"),
