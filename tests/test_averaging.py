@@ -1,5 +1,6 @@
 """Test-time augmentation and ensembles: the views, the averaging, the commands, and the ONNX file that carries
-them with a single network's contract; averaging in weight space (`fit --ema_decay`)."""
+them with a single network's contract; averaging in weight space (`fit --ema_decay`); and `distill`, which teaches
+an ensemble's probabilities to one network."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.augment import as_model_input
 from lightning_digits.models.averaging import VIEW_SETS, Averaged, View
 from lightning_digits.models.cnn import Architecture, DigitsCNN
+from lightning_digits.models.distill import Teacher
 
 from .conftest import TINY_MODEL, synthetic_digits, write_dataset
 
@@ -187,3 +189,61 @@ def test_ema_weights_are_what_is_checkpointed_exported_and_resumed(cli, tiny_dat
         average = {k: decay * average[k] + (1 - decay) * weights[k] for k in average}
     resumed_final = torch.load(art / "digits_cnn_final.ckpt", weights_only=True)
     torch.testing.assert_close(_floats(resumed_final["state_dict"]), average)
+
+
+def test_the_students_loss_mixes_the_labels_with_the_teachers_tempered_mean_probability():
+    torch.manual_seed(0)
+    a, b = DigitsCNN(Architecture(channels=(4,), hidden=0)).eval(), DigitsCNN(Architecture(channels=(8,), hidden=8))
+    images, logits, label_loss = torch.rand(6, 1, 28, 28), torch.randn(6, 10), torch.tensor(0.7)
+    teacher = Teacher(Averaged([a, b]), temperature=2.0, weight=0.25)
+    mean = (a(images).softmax(1) + b.eval()(images).softmax(1)) / 2
+    target = mean**0.5 / (mean**0.5).sum(1, keepdim=True)  # the mean probability at temperature 2
+    torch.testing.assert_close(teacher.targets(images), target)
+    student = (logits / 2).log_softmax(1)
+    kl = (target * (target.log() - student)).sum(1).mean()
+    torch.testing.assert_close(teacher.loss(logits, images, label_loss), 0.75 * label_loss + 0.25 * 4 * kl)
+    assert not any(p.requires_grad for p in teacher.net.parameters())
+
+
+def _onnx_shape(path: Path) -> tuple:
+    """What a consumer of the file sees of it (inputs, outputs) and what it weighs (every initializer's shape)."""
+    graph = onnx.load(str(path)).graph
+    return ([i.name for i in graph.input], [o.name for o in graph.output],
+            sorted((tuple(t.dims), t.data_type) for t in graph.initializer))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_distill_trains_an_ordinary_student_on_augmented_images(cli, members, tmp_path, monkeypatch):
+    root, data = members
+    seen = []
+    teacher_loss = Teacher.loss
+    monkeypatch.setattr(
+        Teacher, "loss", lambda self, lo, images, la: seen.append(images) or teacher_loss(self, lo, images, la)
+    )
+    common = [f"--data.data_dir={data}", "--data.val_size=40", "--data.batch_size=32", "--trainer.max_epochs=1",
+              "--trainer.limit_train_batches=2", "--trainer.precision=32-true", "--trainer.deterministic=true",
+              "--progress_bar.refresh_rate=0"]  # fmt: skip
+    student = cli("distill", str(root / "runs"), *common, f"--artifacts_dir={tmp_path / 'student'}", "--temperature=2")
+    assert student.code == 0, student.err[-3000:]
+    assert "teacher: 2 networks" in student.err and len(seen) == 2
+    # The teacher saw the augmented batch: a rotation or shift resamples the uint8 pixels between their levels.
+    assert all(((images * 255) - (images * 255).round()).abs().max() > 0.01 for images in seen)
+    plain = cli("fit", "-c", "fast", *common, f"--artifacts_dir={tmp_path / 'plain'}")
+    unweighted = cli("distill", str(root / "runs"), *common, f"--artifacts_dir={tmp_path / 'w0'}", "--teacher_weight=0")
+    assert plain.code == unweighted.code == 0, plain.err[-3000:] + unweighted.err[-3000:]
+    checkpoints = {run: tmp_path / run / "digits_cnn.ckpt" for run in ("student", "plain")}
+    student_net, plain_net, w0_net = (
+        load_checkpoint(tmp_path / run / "digits_cnn.ckpt") for run in ("student", "plain", "w0")
+    )
+    assert student_net.model_hparams == plain_net.model_hparams, "a plain fast network's checkpoint"
+    # The same seed and data: without the teacher's share the student is the plain fit; with it, it is not.
+    assert all(torch.equal(p, q) for p, q in zip(w0_net.net.parameters(), plain_net.net.parameters(), strict=True))
+    assert not all(
+        torch.equal(p, q) for p, q in zip(student_net.net.parameters(), plain_net.net.parameters(), strict=True)
+    )
+    for run, path in checkpoints.items():
+        exported = cli("export", f"--checkpoint={path}", f"--data_dir={data}", f"--output={tmp_path / run}.onnx")
+        assert exported.code == 0, exported.err[-2000:]
+    assert _onnx_shape(tmp_path / "student.onnx") == _onnx_shape(tmp_path / "plain.onnx")
+    sizes = [(tmp_path / f"{run}.onnx").stat().st_size for run in checkpoints]
+    assert abs(sizes[0] - sizes[1]) < 200, sizes  # the metadata's accuracy and paths differ, nothing else
