@@ -36,8 +36,12 @@ class DistillCLI(DigitsCLI):
         parser.add_argument("--temperature", type=float, default=1.0,
                             help="Soften the teacher's averaged probabilities (p ** (1/T), renormalised); 1: as "
                                  "they are.")  # fmt: skip
-        parser.add_argument("--teacher_weight", type=float, default=0.5,
-                            help="Share of the teacher's term in the loss (the labels' share is the rest).")
+        parser.add_argument(
+            "--teacher_weight",
+            type=float,
+            default=0.5,
+            help="Share of the teacher's term in the loss (the labels' share is the rest).",
+        )
 
     def before_instantiate_classes(self) -> None:
         """The teacher is read and checked before anything is written: a bad one ends in one line."""

@@ -22,8 +22,7 @@ from .conftest import REPO, TINY_MODEL, run_cli
 
 # Each subcommand's --help must show options of its own: a missing or mis-wired command shows none of them.
 OWN_OPTIONS = {
-    "fit": ["--trainer.max_epochs", "--model.lr", "--data.batch_size", "--ckpt_path", "--early_stopping.patience",
-            "--ema_decay"],
+    "fit": ["--trainer.max_epochs", "--model.lr", "--data.batch_size", "--ckpt_path", "--early_stopping.patience"],
     "distill": ["--teacher", "--temperature", "--teacher_weight", "--trainer.max_epochs", "--ema_decay"],
     "validate": ["--ckpt_path", "--trainer.limit_val_batches", "--data.data_dir"],
     "test": ["--ckpt_path", "--trainer.limit_test_batches", "--data.data_dir"],
