@@ -181,6 +181,10 @@ def test_ema_weights_are_what_is_checkpointed_exported_and_resumed(cli, tiny_dat
 
     # `--ckpt_path last` (what a kill -9 leaves: the last final checkpoint) goes on training the weights it had
     # reached, not the average, and goes on averaging from the saved average.
+    forgotten = cli(
+        *[arg for arg in fit if not arg.startswith("--ema_decay")], "--trainer.max_epochs=2", "--ckpt_path=last"
+    )
+    assert forgotten.code == 2 and "was saved by a fit with --ema_decay" in forgotten.err, forgotten.err[-2000:]
     resumed = cli(*fit, "--trainer.max_epochs=2", "--ckpt_path=last")
     assert resumed.code == 0, resumed.err[-3000:]
     torch.testing.assert_close(_floats(torch.load(steps / "start_2.pt")), trained[2])
