@@ -33,13 +33,13 @@ class DistillCLI(DigitsCLI):
         parser.add_argument("--teacher", type=list[str], default=[],
                             help="The teacher: checkpoints, or folders searched for digits_cnn.ckpt (given first, "
                                  "without the flag: `distill runs/a runs/b -c fast`).")  # fmt: skip
-        parser.add_argument("--temperature", type=float, default=1.0,
+        parser.add_argument("--temperature", type=float, default=3.0,
                             help="Soften the teacher's averaged probabilities (p ** (1/T), renormalised); 1: as "
                                  "they are.")  # fmt: skip
         parser.add_argument(
             "--teacher_weight",
             type=float,
-            default=0.5,
+            default=0.8,
             help="Share of the teacher's term in the loss (the labels' share is the rest).",
         )
 
