@@ -7,8 +7,9 @@ fixed epochs, the test set is never used to stop). The fit time is the Timer's t
 (validation included, process start-up and imports not). `--tta VIEWS` also tests each run with test-time
 augmentation (views chosen beforehand on validation with bench/tta.py), timing that test pass apart;
 `--keep DIR` keeps each run in DIR/seed_N, e.g. for `lightning-digits ensemble DIR` or bench/ensembles.py
-(`--first-seed` adds more seeds to a kept folder). Prints a table, the mean, min, max and median, and one JSON
-line.
+(`--first-seed` adds more seeds to a kept folder). `--command distill` trains with `distill` instead (the
+teacher among the flags: `-- --teacher=[...]`; the test is the same). Prints a table, the mean, min, max and
+median, and one JSON line.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def _test(common: list[str], final: Path, folder: Path, tta: str) -> tuple[float
     return float(row["test_acc"]), seconds
 
 
-def run(config: list[str], seed: int, folder: Path, extra: list[str], tta: str) -> dict:
+def run(config: list[str], seed: int, folder: Path, extra: list[str], tta: str, command: str = "fit") -> dict:
     common = [*config, f"--artifacts_dir={folder}", f"--seed_everything={seed}", "--progress_bar.refresh_rate=0"]
-    fit = [sys.executable, "-m", "lightning_digits", "fit", *common, *extra]
+    fit = [sys.executable, "-m", "lightning_digits", command, *common, *extra]
     subprocess.run(fit, check=True, capture_output=True, text=True)
     last_validation = float([r for r in _latest_metrics(folder) if r.get("val_acc")][-1]["val_acc"])
     final = folder / artifacts.FINAL_CHECKPOINT
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     parser.add_argument("--tta", default="none", help="also test with these views (models/averaging.py VIEW_SETS)")
     parser.add_argument("--keep", type=Path, help="keep each run in KEEP/seed_N instead of a temporary folder")
+    parser.add_argument("--command", choices=("fit", "distill"), default="fit", help="what trains each run")
     parser.add_argument("extra", nargs="*", help="more `fit` flags, after --")
     args = parser.parse_args()
     config = [f"--config={c}" for c in args.config]
@@ -75,7 +77,7 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             folder = args.keep / f"seed_{seed}" if args.keep else Path(tmp)
-            result = run(config, seed, folder, args.extra, args.tta)
+            result = run(config, seed, folder, args.extra, args.tta, args.command)
         results.append(result)
         tta = f" {result['tta_test_accuracy']:20.4f}" if "tta_test_accuracy" in result else ""
         print(
@@ -90,7 +92,8 @@ def main() -> None:
             summary |= {f"mean_{key}": statistics.mean(values), f"min_{key}": min(values), f"max_{key}": max(values)}
             print(f"{key}: mean {statistics.mean(values):.4f}, min {min(values):.4f}, max {max(values):.4f}")
     print(f"fit: median {summary['median_fit_seconds']:.1f} s, max {max(r['fit_seconds'] for r in results):.1f} s")
-    print(json.dumps({"config": args.config, "extra": args.extra, "tta": args.tta, "runs": results, **summary}))
+    run_settings = {"command": args.command, "config": args.config, "extra": args.extra, "tta": args.tta}
+    print(json.dumps({**run_settings, "runs": results, **summary}))
 
 
 if __name__ == "__main__":

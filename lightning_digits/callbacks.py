@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.trainer.connectors.signal_connector import _get_sigkill_signal
 from lightning.pytorch.trainer.states import TrainerFn
@@ -223,3 +223,11 @@ def fixed_callbacks(checkpoint_dir: str) -> list[Callback]:
     """What every Trainer of the command has, not a config option: the interrupt checkpoint (beside the last
     one, where `--ckpt_path last` looks), failures and SIGTERM under DDP, dropout seeds per rank, bf16 advice."""
     return [InterruptCheckpoint(checkpoint_dir), EndEveryRank(), StopOnSigterm(), SeedPerRank(), PrecisionAdvice()]
+
+
+def weight_averaging(decay: float | None) -> list[Callback]:
+    """`--ema_decay D`: Lightning's EMAWeightAveraging, an exponential moving average of the weights and the
+    batch-norm statistics, updated after every optimiser step. Validation runs on the average, and every checkpoint
+    holds it as its `state_dict` (the weights being trained go beside it, as `current_model_state`, for
+    `--ckpt_path last` to resume both), so what is tested, exported and served is the average."""
+    return [] if decay is None else [EMAWeightAveraging(decay=decay)]

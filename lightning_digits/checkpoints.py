@@ -1,4 +1,5 @@
-"""Loading our checkpoints outside the Trainer (evaluate, export, grid), safely.
+"""Loading our checkpoints outside the Trainer (evaluate, export, grid), safely, and the members of an ensemble
+or a distillation's teacher (checkpoints, or folders of runs).
 
 Only tensors and plain values are read (`torch.load(weights_only=True)`): a checkpoint file cannot run code
 on load. The network is rebuilt from the hyperparameters stored in the checkpoint, so no flags need repeating.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_digits import artifacts, run_lock
 from lightning_digits.errors import UserError
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 
@@ -72,3 +74,32 @@ def load_checkpoint(path: Path | str, flag: str = "--checkpoint") -> LoadedCheck
         epoch=int(checkpoint.get("epoch", 0)),
         callbacks=checkpoint.get("callbacks") or {},
     )
+
+
+def find_checkpoints(sources: list[str]) -> list[Path]:
+    """Checkpoint files as given, and for a folder every best checkpoint (digits_cnn.ckpt) below it, sorted."""
+    found: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            below = sorted(source.rglob(artifacts.BEST_CHECKPOINT))
+            if not below:
+                raise UserError(f"no {artifacts.BEST_CHECKPOINT} below {source}; give checkpoints or a folder of runs")
+            found += below
+        elif source.is_file():
+            found.append(source)
+        else:
+            raise UserError(f"checkpoint {source} does not exist; give checkpoint files or a folder of runs")
+    return found
+
+
+def load_members(sources: list[str]) -> tuple[list[Path], list[LoadedCheckpoint]]:
+    """The checkpoints `sources` name (find_checkpoints), loaded; refused while a live run writes a folder of
+    them, or when they were trained on different data sets (their class names would not line up)."""
+    paths = find_checkpoints(sources)
+    for path in paths:
+        run_lock.check_not_written(path.parent, "checkpoint")
+    members = [load_checkpoint(path) for path in paths]
+    datasets = sorted({member.dataset for member in members})
+    if len(datasets) > 1:
+        raise UserError(f"the checkpoints were trained on different data sets ({', '.join(datasets)}); use one")
+    return paths, members

@@ -19,7 +19,7 @@ from lightning_digits.atomic import disk_fault
 from lightning_digits.errors import UserError, exit_on_user_error, show_notices_on_stderr
 
 PROG = "lightning-digits"
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")  # lightning_cli.py
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict", "distill")  # lightning_cli.py; distill.py (a fit)
 # Commands that need no Trainer: plain functions whose signatures are their options, as "module:function",
 # imported only when chosen.
 PLAIN_COMMANDS = {
@@ -41,7 +41,8 @@ Training and inference: fit, validate, test, predict (Lightning's CLI). The mnis
 `-c NAME` layers a shipped preset over it, `-c path/to.yaml` a file of your own. Presets: {{presets}}.
 Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid);
 ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
-test/predict: test-time augmentation.
+test/predict: test-time augmentation. fit --ema_decay D: an average of the weights.
+distill TEACHER... (-c fast by default): one network trained on an ensemble's probabilities and the labels.
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
 Over HTTP: serve (POST /predict with image uploads, a raw image body or base64 JSON; /docs for the API).
 Hyperparameter search: tune -c tune (Optuna; each trial is a fit with overrides). MLflow: fit -c mlflow.
@@ -85,13 +86,20 @@ def _run_plain(command: str, args: list[str]) -> None:
         auto_cli(command_function(command), args=command_args, prog=f"{PROG} {command}", exit_on_error=False)
 
 
-def _run_lightning(args: list[str] | None) -> None:
+def _run_lightning(args: list[str], read_argv: bool) -> None:
+    """`read_argv`: let Lightning read sys.argv itself (DDP's launcher re-runs it for each rank); `distill` always
+    passes its own arguments, those of the fit it makes of them."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from lightning_digits.lightning_cli import run_lightning
-
     try:
-        run_lightning(args)
+        if args[0] == "distill":
+            from lightning_digits.distill import run_distill
+
+            run_distill(args[1:])
+        else:
+            from lightning_digits.lightning_cli import run_lightning
+
+            run_lightning(None if read_argv else args)
     except MisconfigurationException as exc:  # Lightning's word for a setting it refuses
         raise UserError(f"Lightning refuses the settings: {exc}") from exc
 
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             if argv is None:
                 # Lightning reads sys.argv itself when given args=None, and DDP's launcher re-runs it for each rank.
                 sys.argv[1:] = args
-            _run_lightning(None if argv is None else args)
+            _run_lightning(args, read_argv=argv is None)
         else:
             known = ", ".join((*LIGHTNING_COMMANDS, *PLAIN_COMMANDS))
             raise UserError(f"{command!r} is not a command; choose one of {known} (`{PROG} --help` says more)")

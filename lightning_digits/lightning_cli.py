@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from pathlib import Path
 
 # Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
+import torch  # noqa: E402
 from lightning.pytorch import Trainer  # noqa: E402
 from lightning.pytorch.callbacks import (  # noqa: E402
     EarlyStopping,
@@ -25,11 +27,17 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from lightning_digits import artifacts, presets, run_lock  # noqa: E402
 from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
-from lightning_digits.callbacks import DigitsCheckpoint, FinalCheckpoint, PredictionWriter, fixed_callbacks  # noqa: E402
+from lightning_digits.callbacks import (  # noqa: E402
+    DigitsCheckpoint,
+    FinalCheckpoint,
+    PredictionWriter,
+    fixed_callbacks,
+    weight_averaging,
+)
 from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints  # noqa: E402
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
-from lightning_digits.errors import UserError  # noqa: E402
+from lightning_digits.errors import UserError, check_ranges  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers  # noqa: E402
 from lightning_digits.tracking.runs import MlflowSettings  # noqa: E402
@@ -92,6 +100,13 @@ class DigitsCLI(LightningCLI):
         parser.add_argument(
             "--artifacts_dir", default=artifacts.DEFAULT_DIR, help="Where checkpoints, logs and reports go."
         )
+        parser.add_argument(
+            "--ema_decay",
+            type=float | None,
+            default=None,
+            help="fit: average the weights as they train, an exponential moving average with this decay per step "
+            "(e.g. 0.99); validation, checkpoints, test and export then use the average. Default: off.",
+        )
         parser.add_lightning_class_args(DigitsCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -114,14 +129,18 @@ class DigitsCLI(LightningCLI):
             load_checkpoint(ckpt_path, flag="--ckpt_path")
 
     def before_instantiate_classes(self) -> None:
-        """Check what Lightning would only find out later, with a traceback: the artifacts folder, and
-        validation turned off while something waits for its metrics."""
+        """Check what Lightning would only find out later, with a traceback or not at all: the artifacts folder,
+        validation turned off while something waits for its metrics, the EMA decay and a resume without it."""
         config = self.config[self.subcommand]
+        decay = config.ema_decay
+        check_ranges("--", {"ema_decay": (decay, decay is None or 0 < decay < 1, "in (0, 1), or null for none")})
         if self.subcommand == "fit" and config.trainer.limit_val_batches == 0:
             _check_nothing_watches_validation(config)
         for key in ("checkpoint", "final_checkpoint"):
             if config[key].dirpath is None:
                 config[key].dirpath = config.artifacts_dir
+        if self.subcommand == "fit" and config.ckpt_path is not None and decay is None:
+            _check_resume_keeps_the_average(config)
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = config.artifacts_dir
         for folder, option in _written_folders(config).items():
@@ -140,6 +159,8 @@ class DigitsCLI(LightningCLI):
             ]
         # Not config options: the interrupt checkpoint must go beside the last one for `--ckpt_path last` to find it.
         kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed_callbacks(config.checkpoint.dirpath)]
+        if self.subcommand == "fit":  # elsewhere the checkpoint's state_dict already is the average
+            kwargs["callbacks"] += weight_averaging(config.ema_decay)
         kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
         kwargs["callbacks"].append(SpaceCheck(config.checkpoint.dirpath))
         kwargs["plugins"] = with_atomic_checkpoints(config.trainer.plugins)  # every checkpoint write, atomic
@@ -152,6 +173,16 @@ def _written_folders(config) -> dict[str, str]:  # noqa: ANN001 - a jsonargparse
     for key in ("artifacts_dir", "checkpoint.dirpath", "final_checkpoint.dirpath"):
         folders.setdefault(str(config[key]), f"--{key}")
     return folders
+
+
+def _check_resume_keeps_the_average(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace
+    """A checkpoint of a fit with --ema_decay holds the average as its weights and the trained weights apart;
+    resumed without the option, training would go on from the average, silently another run."""
+    path = Path(config.final_checkpoint.dirpath) / artifacts.FINAL_CHECKPOINT
+    path = path if config.ckpt_path == "last" else Path(config.ckpt_path)
+    if path.is_file() and "current_model_state" in torch.load(path, map_location="cpu", weights_only=True, mmap=True):
+        raise UserError(f"{path} was saved by a fit with --ema_decay (an average of the weights); resume it with the "
+                        "same --ema_decay")  # fmt: skip
 
 
 def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace

@@ -23,6 +23,7 @@ from .conftest import REPO, TINY_MODEL, run_cli
 # Each subcommand's --help must show options of its own: a missing or mis-wired command shows none of them.
 OWN_OPTIONS = {
     "fit": ["--trainer.max_epochs", "--model.lr", "--data.batch_size", "--ckpt_path", "--early_stopping.patience"],
+    "distill": ["--teacher", "--temperature", "--teacher_weight", "--trainer.max_epochs", "--ema_decay"],
     "validate": ["--ckpt_path", "--trainer.limit_val_batches", "--data.data_dir"],
     "test": ["--ckpt_path", "--trainer.limit_test_batches", "--data.data_dir"],
     "predict": ["--ckpt_path", "--data.predict_path", "--trainer.limit_predict_batches"],
@@ -32,9 +33,9 @@ OWN_OPTIONS = {
     "grid": ["--checkpoint", "--samples", "--seed"],
     "demo": ["--artifacts_dir", "--host", "--port"],
 }
-LIGHTNING = ("fit", "validate", "test", "predict")
+LIGHTNING = ("fit", "validate", "test", "predict", "distill")
 ONLY_IN = {"--trainer.max_epochs": LIGHTNING, "--baseline_subset": ("evaluate",), "--int8": ("export",),
-           "--port": ("demo",), "--subset": ("baselines",)}  # fmt: skip
+           "--port": ("demo",), "--subset": ("baselines",), "--teacher_weight": ("distill",)}  # fmt: skip
 
 
 def _metrics(artifacts) -> list[dict]:
@@ -97,6 +98,8 @@ NOT_LOADED = {
     # (matplotlib is not on this list: torchmetrics, under Lightning, imports it.)
     ("fit", "--help"): (("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
                         "lightning_digits.lightning_cli"),
+    ("distill", "--help"): (("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
+                            "lightning_digits.distill"),
 }  # fmt: skip
 SHOW_MODULES = """import sys
 from lightning_digits.cli import main

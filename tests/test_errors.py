@@ -75,6 +75,29 @@ def _checkpoint_of_another_model(tmp: Path) -> Path:
     return path
 
 
+def _teacher(tmp: Path, name: str, **data: object) -> Path:
+    """A checkpoint of a tiny network as `fit` saves one (weights, hyperparameters, the data module's), unfitted."""
+    from lightning_digits.models.lit import LitDigits
+
+    model = LitDigits(channels=(4,), hidden=0)
+    path = tmp / "teachers" / name / "digits_cnn.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "datamodule_hyper_parameters": {"dataset": "mnist", "split_seed": 42, "val_size": 20, **data},
+        },
+        path,
+    )
+    return path
+
+
+def _distill(tmp: Path, art: Path, *args: str) -> list[str]:
+    return ["distill", *args, f"--data.data_dir={_data(tmp)}", "--data.val_size=20", f"--artifacts_dir={art}",
+            "--trainer.fast_dev_run=1", *TINY_MODEL]  # fmt: skip
+
+
 CASES = [
     Case("truncated file",
          lambda t, a: _fit(t, a, _data(t, _rewrite("train-images-idx3-ubyte.gz",
@@ -110,6 +133,8 @@ CASES = [
          "model.lr must be above 0, got -0.001"),
     Case("batch size 0", lambda t, a: _fit(t, a, _data(t), "--data.batch_size=0"), "data.batch_size must be at least"),
     Case("augmentation out of range", lambda t, a: _fit(t, a, _data(t), "--data.rotation=500"), "rotation must be in"),
+    Case("EMA decay out of range", lambda t, a: _fit(t, a, _data(t), "--ema_decay=1.5"),
+         "--ema_decay must be in (0, 1), or null for none, got 1.5"),
     Case("validation off while early stopping watches it",
          lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0"),
          "--trainer.limit_val_batches 0 turns validation off, but --early_stopping.monitor val_loss"),
@@ -117,6 +142,22 @@ CASES = [
          lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0.001",
                            length=("--trainer.max_epochs=1", "--trainer.limit_train_batches=1")),
          "Lightning refuses the settings: You requested to check 0.001 of the `val_dataloader`"),
+    Case("distill without a teacher", lambda t, a: _distill(t, a), "distill needs a teacher"),
+    Case("distill from a folder without checkpoints",
+         lambda t, a: _distill(t, a, str(_images_folder(t, lambda f: None))), "no digits_cnn.ckpt below"),
+    Case("distill from members trained on different data sets",
+         lambda t, a: _distill(t, a, str(_teacher(t, "a")), str(_teacher(t, "b", dataset="fashion_mnist"))),
+         "the checkpoints were trained on different data sets (fashion_mnist, mnist); use one"),
+    Case("distill into a student preset that does not exist",
+         lambda t, a: _distill(t, a, str(_teacher(t, "a")), "-c", "fsat"), "config 'fsat' is neither a file nor"),
+    Case("distill a teacher of another data set",
+         lambda t, a: _distill(t, a, str(_teacher(t, "a", dataset="fashion_mnist"))),
+         "the teacher was trained on fashion_mnist, the student on mnist (--data.dataset)"),
+    Case("distill a teacher that learnt the student's validation images",
+         lambda t, a: _distill(t, a, str(_teacher(t, "a", split_seed=7))),
+         "a teacher network held out other validation images (--data.split_seed 7"),
+    Case("distill at a temperature out of range",
+         lambda t, a: _distill(t, a, str(_teacher(t, "a")), "--temperature=0"), "--temperature must be above 0"),
     Case("artifacts folder cannot be written",
          lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)), "cannot write to"),
 ]  # fmt: skip

@@ -8,31 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightning_digits import artifacts, run_lock
+from lightning_digits import run_lock
 from lightning_digits.atomic import ensure_writable_dir
-from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.checkpoints import load_members
 from lightning_digits.data.sources import DATASETS, load_split
 from lightning_digits.errors import UserError, say
 from lightning_digits.evaluation import report
 from lightning_digits.evaluation.commands import write_summary
 from lightning_digits.evaluation.report_files import write_test_reports
 from lightning_digits.models.averaging import Averaged, views
-
-
-def find_checkpoints(sources: list[str]) -> list[Path]:
-    """Checkpoint files as given, and for a folder every best checkpoint (digits_cnn.ckpt) below it, sorted."""
-    found: list[Path] = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            below = sorted(source.rglob(artifacts.BEST_CHECKPOINT))
-            if not below:
-                raise UserError(f"no {artifacts.BEST_CHECKPOINT} below {source}; give checkpoints or a folder of runs")
-            found += below
-        elif source.is_file():
-            found.append(source)
-        else:
-            raise UserError(f"checkpoint {source} does not exist; give checkpoint files or a folder of runs")
-    return found
 
 
 def ensemble(
@@ -59,19 +43,13 @@ def ensemble(
         seed: picks the inference grid's images.
     """
     member_views = views(tta)
-    paths = find_checkpoints(checkpoints)
+    paths, members = load_members(checkpoints)
     if len(paths) < 2:
         raise UserError(f"an ensemble needs at least two checkpoints, got {len(paths)}; add more, or use evaluate")
-    for path in paths:
-        run_lock.check_not_written(path.parent, "checkpoint")
-    members = [load_checkpoint(path) for path in paths]
-    datasets = sorted({member.dataset for member in members})
-    if len(datasets) > 1:
-        raise UserError(f"the checkpoints were trained on different data sets ({', '.join(datasets)}); use one")
     out = Path(output_dir)
     ensure_writable_dir(out, "--output_dir")
     run_lock.hold(out, "ensemble", "--output_dir")
-    dataset = datasets[0]
+    dataset = members[0].dataset
     test = load_split(dataset, data_dir or members[0].data_hparams.get("data_dir"), "test")
     say(f"{len(members)} members:")
     member_rows = []

@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_digits.errors import NOTICES, check_ranges
 from lightning_digits.models.averaging import views, with_views
 from lightning_digits.models.cnn import Architecture, DigitsCNN
+from lightning_digits.models.distill import Teacher
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -62,6 +63,7 @@ class LitDigits(pl.LightningModule):
         arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std, deskew)
         self.save_hyperparameters(ignore=["tta"])
         self.tta = tta
+        self.teacher: Teacher | None = None  # set by `distill` (distill.py); neither a hyperparameter nor a weight
         self.net = DigitsCNN(arch)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -94,6 +96,8 @@ class LitDigits(pl.LightningModule):
         logits = self._inference(images) if stage == "test" else self(images)
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        if stage == "train" and self.teacher is not None:
+            loss = self.teacher.loss(logits, images, loss)
         metrics = getattr(self, f"{stage}_metrics")
         # update(), not a call: a call also computes the batch's own value, which nothing here logs.
         metrics["acc"].update(logits, labels)
