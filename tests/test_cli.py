@@ -210,6 +210,16 @@ def test_resume_from_last_continues_the_same_run(cli, tmp_path, tiny_data):
     assert torch.load(tmp_path / "digits_cnn_final.ckpt", weights_only=True)["global_step"] == 2 * steps_after_first
 
 
+def test_a_one_cycle_run_resumed_for_more_epochs_than_its_schedule_is_one_line(cli, tmp_path, tiny_data):
+    common = [f"--data.data_dir={tiny_data}", "--data.val_size=50", f"--artifacts_dir={tmp_path}", *TINY_MODEL,
+              "--model.scheduler=one_cycle", "--data.batch_size=32"]  # fmt: skip
+    assert cli("fit", *common, "--trainer.max_epochs=1").code == 0
+    longer = cli("fit", *common, "--trainer.max_epochs=2", "--ckpt_path=last")
+    assert longer.code == 2 and "Traceback" not in longer.err
+    [line] = [line for line in longer.err.splitlines() if line.startswith("lightning-digits: error:")]
+    assert "one_cycle: the checkpoint's schedule is" in line and "resume with the epochs" in line
+
+
 @pytest.mark.slow
 def test_real_mnist_fit_test_predict(cli, tmp_path, real_mnist):
     """A few thousand real digits for one epoch, then test and predict end to end."""

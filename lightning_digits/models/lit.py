@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_digits.errors import NOTICES, check_ranges
+from lightning_digits.errors import NOTICES, UserError, check_ranges
 from lightning_digits.models.averaging import views, with_views
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 from lightning_digits.models.distill import Teacher
@@ -120,6 +120,19 @@ class LitDigits(pl.LightningModule):
     def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, indices = batch
         return {"index": indices, "probabilities": self._inference(images).float().softmax(dim=1)}
+
+    def on_train_start(self) -> None:
+        """A one-cycle schedule resumed from a checkpoint keeps the length it was made with (its state is
+        restored after configure_optimizers): resumed for more epochs or steps than that, OneCycleLR would end
+        the run at its last step with a traceback, after all the work before it."""
+        if self.hparams.scheduler != "one_cycle":
+            return
+        length, needed = self.lr_schedulers().total_steps, self.trainer.estimated_stepping_batches
+        if length < needed:
+            raise UserError(
+                f"model.scheduler one_cycle: the checkpoint's schedule is {length} steps long, this run needs "
+                f"{needed}; resume with the epochs and steps it started with, or start a new fit from its weights"
+            )
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
         hp = self.hparams
