@@ -62,6 +62,13 @@ def real_mnist() -> Path:
     return REAL_MNIST
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first: `make test` hands whole files to its two workers in collection order, so a
+    long file collected last would run alone at the end while the other worker sits idle."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group is kept
+
+
 @dataclass
 class Ran:
     code: int

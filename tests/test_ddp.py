@@ -4,6 +4,7 @@ DDP tests compare with or resume in need no launcher, so they run here through m
 an exception on one rank, SIGTERM from outside."""
 
 import csv
+import re
 import signal
 import subprocess
 import sys
@@ -141,5 +142,6 @@ def test_one_cycle_scales_its_rate_with_the_process_count_and_every_rank_joins_e
     assert fit.returncode == 0, fit.stderr[-3000:]
     # The rate logged at the epoch's start is one-cycle's first: its peak (2 x 0.01) over div_factor 25.
     assert _logged(art, "lr-Adam") == pytest.approx(2 * 0.01 / 25)
-    joined = [line for line in fit.stderr.splitlines() if "data.extra_dir: 30 images" in line]
+    # The ranks write to one stderr at once, so the two lines may share one: find each message, not each line.
+    joined = re.findall(r"data\.extra_dir: 30 images;.*?to validation", fit.stderr)
     assert len(joined) == 2 and len(set(joined)) == 1, fit.stderr[-3000:]
