@@ -25,13 +25,10 @@ _FIRST_GLYPH = 32  # a .jhf file holds the printable ASCII characters in order, 
 Stroke = np.ndarray  # [points, 2] of (x, y), y growing downwards
 
 
-@functools.lru_cache(maxsize=32)
-def hershey_strokes(path: Path, character: str) -> tuple[Stroke, ...]:
-    """One glyph of a .jhf file as its pen strokes, in Hershey units (a digit is about 21 high).
-
-    The format: per glyph a 5-character number, a 3-character count of coordinate pairs, then the pairs as
-    characters offset from "R" (the first pair is the glyph's left and right edge; " R" lifts the pen); a long
-    glyph continues on the next lines."""
+@functools.lru_cache(maxsize=16)  # a set draws hundreds of digits from a few files
+def _glyph_records(path: Path) -> tuple[str, ...]:
+    """A .jhf file's glyphs, one string each: a 5-character number, a 3-character count of coordinate pairs,
+    then the pairs; a long glyph continues on the next lines of the file."""
     text = path.read_text(encoding="latin-1").replace("\r", "")
     records, record = [], ""
     for line in filter(None, text.split("\n")):
@@ -39,7 +36,13 @@ def hershey_strokes(path: Path, character: str) -> tuple[Stroke, ...]:
         if len(record) >= 8 and len(record) - 8 >= 2 * int(record[5:8]):
             records.append(record)
             record = ""
-    record = records[ord(character) - _FIRST_GLYPH]
+    return tuple(records)
+
+
+def hershey_strokes(path: Path, character: str) -> tuple[Stroke, ...]:
+    """One glyph of a .jhf file as its pen strokes, in Hershey units (a digit is about 21 high). The pairs are
+    characters offset from "R"; the first is the glyph's left and right edge, and " R" lifts the pen."""
+    record = _glyph_records(path)[ord(character) - _FIRST_GLYPH]
     pairs = record[8 : 8 + 2 * int(record[5:8])]
     strokes, current = [], []
     for i in range(2, len(pairs), 2):  # after the edges

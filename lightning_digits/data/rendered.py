@@ -196,9 +196,10 @@ def render_digit(family: Family, digit: int, index: int, seed: int = 0) -> Scan:
     """One image of `digit` in `family`'s hand: a scan-like file, or the page's pad after a pen drew it."""
     rng = np.random.default_rng([seed, zlib.crc32(family.name.encode()), digit, index])
     fonts = family.installed()
+    font = fonts[rng.integers(len(fonts))]
     if family.source == "pen":
-        return Scan(draw_digit(fonts[rng.integers(len(fonts))], digit, rng), "png", {})
-    mask = _glyph_mask(fonts[rng.integers(len(fonts))], digit, int(rng.integers(-1, 4)))
+        return Scan(draw_digit(font, digit, rng), "png", {})
+    mask = _glyph_mask(font, digit, int(rng.integers(-1, 4)))
     mask = _slanted(mask, rng.uniform(-12, 18))
     height = int(rng.integers(40, 221))
     width = int(np.clip(height * rng.uniform(0.75, 1.35), 40, 220))
