@@ -1,12 +1,21 @@
-"""A model's accuracy on digits unlike MNIST's beside its MNIST test accuracy: the out-of-distribution set of
-lightning_digits/data/rendered.py (digits rendered from Debian's fonts like scans of forms, and drawn with the
-browser page's pen; never MNIST), read back from files through `load_digit` as `predict` reads a user's images,
-per part, per source, per font family and per class, with the most frequent mistakes.
+"""A model's accuracy on digits unlike MNIST's beside its MNIST test accuracy, in one of two suites.
+
+`--suite ood` (the default): the out-of-distribution set of lightning_digits/data/rendered.py (digits rendered
+from Debian's fonts like scans of forms, and drawn with the browser page's pen; never MNIST), read back from files
+through `load_digit` as `predict` reads a user's images, per part, per source, per font family and per class, with
+the most frequent mistakes. Choose settings on the "choose" part; report the "report" part.
+
+`--suite mnist-c`: MNIST-C's fifteen corruptions (lightning_digits/evaluation/mnist_c.py) of MNIST's test images,
+per corruption, their mean and the clean accuracy, in two columns: the 28x28 arrays straight into the network (the
+benchmark's protocol), and through `predict`'s preprocessing as a user's file would go (an image it refuses as
+blank counts as wrong). `--split choose` makes the same corruptions with other draws of the validation split
+instead: the only corrupted images to choose settings on.
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/robustness.py artifacts_digits/digits_cnn.onnx
     .venv/bin/python bench/robustness.py runs/x/digits_cnn.ckpt --part choose --per_class 20
+    .venv/bin/python bench/robustness.py artifacts_digits/digits_cnn.onnx --suite mnist-c
+    .venv/bin/python bench/robustness.py runs/x/digits_cnn.ckpt --suite mnist-c --split choose
 
-Choose settings on the "choose" part; report the "report" part (its fonts are never used for choosing).
 A checkpoint runs in PyTorch on the CPU, an .onnx file in onnxruntime. Prints tables and one JSON line.
 """
 
@@ -21,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_digits.data.images import load_digit
+from lightning_digits.data.images import load_digit, to_mnist
 from lightning_digits.data.rendered import RenderedDigit, installed_families, write_rendered_set
 from lightning_digits.data.sources import load_split
+from lightning_digits.evaluation.mnist_c import CORRUPTIONS, benchmark_images, corrupt
 
 Probabilities = Callable[[np.ndarray], np.ndarray]  # float [N, 28, 28] in [0, 1] -> [N, 10]
 
@@ -55,23 +65,86 @@ def accuracy_by(key: Callable[[RenderedDigit], object], digits: list[RenderedDig
     return {k: {"accuracy": correct[k] / counts[k], "images": counts[k]} for k in sorted(counts, key=str)}
 
 
+def accuracy(probabilities: Probabilities, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of uint8 [N, 28, 28] (MNIST's storage) or float [N, 28, 28] in [0, 1] images."""
+    floats = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images
+    return float((probabilities(floats).argmax(1) == labels).mean())
+
+
+def as_user_file(image: np.ndarray) -> np.ndarray | None:
+    """A uint8 28x28 array as `predict` sees it when saved as an image file: its preprocessing (paper and ink
+    found from the border, cropped, fitted, centred); None where it refuses the image as blank."""
+    try:
+        return to_mnist(image.astype(np.float32) / 255)
+    except ValueError:
+        return None
+
+
+def preprocessed_accuracy(probabilities: Probabilities, images: np.ndarray, labels: np.ndarray) -> float:
+    seen = [as_user_file(image) for image in images]
+    kept = np.array([s is not None for s in seen])
+    right = np.zeros(len(labels), dtype=bool)
+    if kept.any():
+        batch = np.stack([s for s in seen if s is not None])
+        right[kept] = probabilities(batch).argmax(1) == labels[kept]
+    return float(right.mean())
+
+
+def mnist_c_suite(args: argparse.Namespace, probabilities: Probabilities) -> None:
+    images, labels, seed = benchmark_images(args.split, args.data_dir)
+    seed += args.seed
+    if args.limit:
+        images, labels = images[: args.limit], labels[: args.limit]
+    names = args.corruptions or list(CORRUPTIONS)
+    clean = {"network": accuracy(probabilities, images, labels)}
+    if not args.network_only:
+        clean["predict"] = preprocessed_accuracy(probabilities, images, labels)
+    rows = {}
+    print(f"model {args.model}: MNIST-C on the {args.split} split ({len(labels)} images each, seed {seed})")
+    print(f"{'corruption':>14} {'network':>8} {'predict':>8}")
+    for name in names:
+        corrupted = corrupt(images, name, seed)
+        rows[name] = {"network": accuracy(probabilities, corrupted, labels)}
+        if not args.network_only:
+            rows[name]["predict"] = preprocessed_accuracy(probabilities, corrupted, labels)
+        print(f"{name:>14} " + " ".join(f"{value:8.4f}" for value in rows[name].values()), flush=True)
+    mean = {column: float(np.mean([row[column] for row in rows.values()])) for column in clean}
+    worst = min(rows, key=lambda name: rows[name]["network"])
+    print(f"{'mean':>14} " + " ".join(f"{value:8.4f}" for value in mean.values()))
+    print(f"{'clean':>14} " + " ".join(f"{value:8.4f}" for value in clean.values()))
+    print(json.dumps({
+        "model": args.model, "suite": "mnist-c", "split": args.split, "seed": seed, "images": len(labels),
+        "clean": clean, "mean": mean, "worst": {"corruption": worst, **rows[worst]}, "corruptions": rows,
+    }))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a .ckpt (PyTorch) or .onnx (onnxruntime) model")
-    parser.add_argument("--part", choices=["choose", "report", "both"], default="both")
-    parser.add_argument("--per_class", type=int, default=20, help="images per digit per font family")
+    parser.add_argument("--suite", choices=["ood", "mnist-c"], default="ood")
+    parser.add_argument("--part", choices=["choose", "report", "both"], default="both", help="ood: which fonts")
+    parser.add_argument("--per_class", type=int, default=20, help="ood: images per digit per font family")
+    parser.add_argument("--split", choices=["test", "choose"], default="test", help="mnist-c: corrupt which images")
+    parser.add_argument("--corruptions", nargs="+", choices=list(CORRUPTIONS), help="mnist-c: these only")
+    parser.add_argument("--network_only", action="store_true", help="mnist-c: skip the predict column (faster)")
+    parser.add_argument("--limit", type=int, help="mnist-c: the first N images only (a quick look)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images", help="write the generated images here and keep them (default: a temp folder)")
+    parser.add_argument("--images", help="ood: write the generated images here and keep them (default: a temp folder)")
     parser.add_argument("--data_dir", help="MNIST's folder (default: LIGHTNING_DIGITS_DATA)")
     args = parser.parse_args()
+    probabilities = model_probabilities(args.model)
+    if args.suite == "mnist-c":
+        mnist_c_suite(args, probabilities)
+    else:
+        ood_suite(args, probabilities)
+
+
+def ood_suite(args: argparse.Namespace, probabilities: Probabilities) -> None:
     families = installed_families(None if args.part == "both" else args.part)
     if not families:
         raise SystemExit("robustness.py: error: no font family installed; run `make fonts` (Debian's font packages)")
-    probabilities = model_probabilities(args.model)
-
     mnist_images, mnist_labels = load_split("mnist", args.data_dir, "test")
-    mnist_predicted = probabilities(mnist_images.astype(np.float32) / 255).argmax(1)
-    mnist_accuracy = float((mnist_predicted == mnist_labels).mean())
+    mnist_accuracy = accuracy(probabilities, mnist_images, mnist_labels)
 
     with tempfile.TemporaryDirectory() as scratch:
         digits = write_rendered_set(Path(args.images or scratch), families, args.per_class, args.seed)

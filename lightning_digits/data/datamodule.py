@@ -18,11 +18,26 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_digits.data.augment import AffineRanges, as_model_input, random_affine, rank_seed
+from lightning_digits.data.degrade import DegradeRates, random_degrade
 from lightning_digits.data.extra import join_extra, read_extra_dir
 from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.data.ink import InkRanges, random_ink
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
 from lightning_digits.errors import UserError, check_ranges
+
+VAL_SIZE, SPLIT_SEED = 5000, 42  # the validation split `fit` holds out unless told otherwise
+
+
+def split_indices(
+    available: int, val_size: int, split_seed: int, train_subset: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) indices into the training file: a seeded permutation, its first `val_size` held out.
+    Also what evaluation/mnist_c.py corrupts for its choosing set, so that it is the split `fit` validates on."""
+    if val_size >= available:
+        raise UserError(f"data.val_size is {val_size} but the training file has only {available} images")
+    order = torch.randperm(available, generator=torch.Generator().manual_seed(split_seed))
+    train_size = training_set_size(available, val_size, train_subset)
+    return order[val_size : val_size + train_size], order[:val_size]
 
 
 class TensorBatches(TensorDataset):
@@ -54,8 +69,8 @@ class DigitsDataModule(pl.LightningDataModule):
         download: bool = True,
         batch_size: int = 128,
         eval_batch_size: int = 1000,
-        val_size: int = 5000,
-        split_seed: int = 42,
+        val_size: int = VAL_SIZE,
+        split_seed: int = SPLIT_SEED,
         train_subset: int | None = None,
         rotation: float = 10.0,
         shift: float = 0.1,
@@ -64,6 +79,12 @@ class DigitsDataModule(pl.LightningDataModule):
         elastic: float = 0.0,
         elastic_sigma: float = 4.0,
         stroke: float = 0.0,
+        background: float = 0.0,
+        noise: float = 0.0,
+        blur: float = 0.0,
+        lines: float = 0.0,
+        stripes: float = 0.0,
+        outline: float = 0.0,
         predict_path: str | None = None,
         extra_dir: str | None = None,
         extra_weight: float = 0.1,
@@ -80,6 +101,7 @@ class DigitsDataModule(pl.LightningDataModule):
         })  # fmt: skip
         self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
         self.ink = InkRanges(slant=slant, elastic=elastic, elastic_sigma=elastic_sigma, stroke=stroke)
+        self.degrade = DegradeRates(background, noise, blur, lines, stripes, outline)
         self.save_hyperparameters()
         self.class_names = DATASETS[dataset].class_names
         self.predict_names: list[str] = []
@@ -100,12 +122,9 @@ class DigitsDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):
             images, labels = self._load_split("train")
-            val_size = self.hparams.val_size
-            if val_size >= len(images):
-                raise UserError(f"data.val_size is {val_size} but the training file has only {len(images)} images")
-            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-            train_size = training_set_size(len(images), val_size, self.hparams.train_subset)
-            train_idx, val_idx = order[val_size : val_size + train_size], order[:val_size]
+            train_idx, val_idx = split_indices(
+                len(images), self.hparams.val_size, self.hparams.split_seed, self.hparams.train_subset
+            )
             train, val = (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
             if self.hparams.extra_dir is not None:
                 extra = read_extra_dir(self.hparams.extra_dir, len(self.class_names))
@@ -170,6 +189,7 @@ class DigitsDataModule(pl.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             images = random_affine(images, self.augmentation, self._generator(images.device))
             images = random_ink(images, self.ink, self._generator(images.device))
+            images = random_degrade(images, self.degrade, self._generator(images.device))
         return [images, second]
 
     def _generator(self, device: torch.device) -> torch.Generator:
