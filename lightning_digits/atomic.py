@@ -74,8 +74,10 @@ def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
 
 
 @contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
+def atomic_path(target: Path | str, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces `target`, on error it vanishes.
+    With `overwrite=False` it is linked in under the name instead, which raises FileExistsError (and writes
+    nothing) when another writer got there first: for files that must never replace one another.
 
     In the target's own folder, not the system's temp folder: only a rename within one filesystem is atomic
     (a move across filesystems is a copy into the final name). Flushed to the disk before the rename, so a
@@ -93,7 +95,10 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the artifact gets the usual permissions
             yield tmp
             _fsync(tmp)
-            os.replace(tmp, target)
+            if overwrite:
+                os.replace(tmp, target)
+            else:
+                os.link(tmp, target)
             _fsync(target.parent, os.O_RDONLY | os.O_DIRECTORY)  # the rename itself
         finally:
             tmp.unlink(missing_ok=True)

@@ -22,19 +22,40 @@ from lightning_digits.predictions import predictions_csv
 
 
 class OnnxDigits:
-    def __init__(self, model_path: Path | str, threads: int = 0) -> None:
-        """`threads`: onnxruntime's intra-op threads (0: its default, one per core)."""
+    def __init__(self, model: Path | str | bytes, threads: int = 0, name: str | None = None) -> None:
+        """`model`: an ONNX file, or its bytes (`serve` loads the bytes it checked, whatever the file holds by
+        then); `name`: what errors call it (default: the path); `threads`: onnxruntime's intra-op threads (0:
+        its default, one per core)."""
+        name = name or str(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile types
-            first_line = str(exc).strip().splitlines()[0]
-            raise UserError(f"{model_path}: not a loadable ONNX model ({first_line}); export it again") from exc
+            raise UserError(f"{name}: not a loadable ONNX model ({_first_line(exc)}); export it again") from exc
         self.metadata: dict[str, str] = self.session.get_modelmeta().custom_metadata_map
         self.class_names: list[str] = json.loads(
             self.metadata.get("class_names", json.dumps([str(d) for d in range(10)]))
         )
+        self._check_contract(name)
+
+    def _check_contract(self, name: str) -> None:
+        """One run on a blank batch proves the project's contract (image float32 [N, 1, 28, 28] -> logits
+        [N, classes]) before anything is served, and warms onnxruntime up for the first real batch."""
+        contract = f"image float32 [N, 1, 28, 28] -> logits [N, {len(self.class_names)}]"
+        try:
+            logits = self.session.run(["logits"], {"image": np.zeros((2, 1, 28, 28), np.float32)})[0]
+        except Exception as exc:  # a wrong input or output name, type or shape
+            raise UserError(
+                f"{name}: not a model of this project's contract ({contract}): {_first_line(exc)}; export it with "
+                "`lightning-digits export`"
+            ) from exc
+        if logits.shape != (2, len(self.class_names)):
+            raise UserError(
+                f"{name}: not a model of this project's contract ({contract}): it gives {list(logits.shape)} for 2 "
+                "images; export it with `lightning-digits export`"
+            )
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 [N, 28, 28] or [N, 1, 28, 28] in [0, 1] -> probabilities [N, classes]."""
@@ -45,6 +66,10 @@ class OnnxDigits:
 
     def predict_files(self, paths: list[Path]) -> np.ndarray:
         return self.probabilities(np.stack([load_digit(p) for p in paths]))
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def main(argv: list[str] | None = None) -> None:

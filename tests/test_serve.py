@@ -1,8 +1,8 @@
 """`lightning-digits serve`: a real server in a subprocess on a free 127.0.0.1 port, a real HTTP client.
 
-One server for the module (torch blocked, so it also proves the serving side never imports it); every request
-and every stop is bounded in time. The faults (SIGTERM and Ctrl-C under load, a killed worker, huge images)
-each get a server of their own.
+One server for the module (torch blocked, so it also proves the serving side never imports it; collecting
+digits on); every request and every stop is bounded in time. The faults (SIGTERM and Ctrl-C under load, a killed
+worker, huge images) and the reload each get a server of their own.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -31,12 +32,13 @@ from PIL import Image
 from lightning_digits.data.idx import read_idx
 from lightning_digits.onnx_predictor import OnnxDigits
 from lightning_digits.serving.limits import MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
-from tests.conftest import COMMITTED_MODEL, REPO, committed_model_accuracy
+from tests.conftest import COMMITTED_MODEL, REPO, committed_model_accuracy, synthetic_digits
 from tests.harness import ProcessGroup, free_port
 
 MODEL = COMMITTED_MODEL
 MODEL_ACCURACY = committed_model_accuracy()
 BODY_TIMEOUT = 1.0  # the slow-client case waits this long
+COLLECT_LIMIT = 30  # files per class folder on the module's server
 WORKERS = 2
 TIMEOUT = httpx.Timeout(30.0)
 SERVE = [sys.executable, "-m", "lightning_digits.serving", f"--model={MODEL}"]
@@ -63,10 +65,17 @@ def torch_blocked_env(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def collected(tmp_path_factory) -> Path:
+    """The module's server stores POST /samples here (created by the server)."""
+    return tmp_path_factory.mktemp("collected") / "digits"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, collected):
     cwd = tmp_path_factory.mktemp("serve_cwd")  # the server must leave it empty (no client.py)
     env = torch_blocked_env(tmp_path_factory.mktemp("blocker"))
-    running = Server([*SERVE, f"--body_timeout={BODY_TIMEOUT}", f"--workers={WORKERS}"], cwd, env)
+    options = [f"--collect_dir={collected}", f"--collect_limit={COLLECT_LIMIT}"]
+    running = Server([*SERVE, f"--body_timeout={BODY_TIMEOUT}", f"--workers={WORKERS}", *options], cwd, env)
     yield running
     running.stop()
 
@@ -353,8 +362,110 @@ def test_info_and_openapi_describe_the_model_and_the_shapes(client):
     assert set(post["requestBody"]["content"]) == {"multipart/form-data", "image/*", "application/json"}
     assert {"200", "400", "408", "413", "415", "422", "504"} <= set(post["responses"])
     assert {"Answer", "Prediction", "ModelInfo", "Base64Images", "Problem"} <= set(schema["components"]["schemas"])
+    samples = schema["paths"]["/samples"]
+    assert set(samples["post"]["requestBody"]["content"]) == {"multipart/form-data"}
+    assert {"200", "400", "404", "409", "413", "415", "422"} <= set(samples["post"]["responses"])
+    assert "Stored" in schema["components"]["schemas"] and "200" in samples["get"]["responses"]
+    assert info["collect"] == {"limit_per_class": COLLECT_LIMIT}
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def generated_digit(seed: int) -> bytes:
+    """A PNG of a generated digit (never one of MNIST's test set), different for each seed."""
+    images, _ = synthetic_digits(10, seed)
+    return png_bytes(Image.fromarray(images[seed % 10]))
+
+
+def stored_files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def post_sample(client: httpx.Client, data: bytes, label: str | None, name: str = "digit.png") -> httpx.Response:
+    fields = {"label": label} if label is not None else {}
+    return client.post("/samples", files={"file": (name, data)}, data=fields)
+
+
+def test_a_sample_is_stored_as_a_png_in_its_label_folder_and_counted(client, collected, tmp_path):
+    before = client.get("/samples").json()
+    png = generated_digit(3)
+    answer = post_sample(client, png, "3")
+    assert answer.status_code == 200, answer.text
+    stored = collected / answer.json()["file"]
+    assert answer.json()["label"] == "3" and stored.parent == collected / "3"
+    assert stored.read_bytes() == png  # a PNG is kept byte for byte
+    jpeg = tmp_path / "digit.jpg"
+    Image.open(io.BytesIO(png)).save(jpeg)
+    answer = post_sample(client, jpeg.read_bytes(), "3", "digit.jpg")
+    assert answer.status_code == 200, answer.text
+    with Image.open(collected / answer.json()["file"]) as as_png, Image.open(jpeg) as original:
+        assert as_png.format == "PNG" and np.array_equal(np.asarray(as_png), np.asarray(original))
+    after = client.get("/samples").json()
+    assert after["counts"] == {**before["counts"], "3": before["counts"]["3"] + 2}
+    assert after["limit_per_class"] == COLLECT_LIMIT
+    assert not [path for path in collected.rglob(".*")]  # no temporary file left behind
+
+
+def sample_form(label: str | None, *files: tuple[str, bytes]) -> dict:
+    return {"files": [("file", file) for file in files], "data": {"label": label} if label is not None else {}}
+
+
+GOOD = ("digit.png", generated_digit(1))
+LABEL_ONLY = b'--b\r\nContent-Disposition: form-data; name="label"\r\n\r\n4\r\n--b--\r\n'
+BAD_SAMPLES = {  # case: (status, words the detail must hold, the request)
+    "no label": (400, "no label field", sample_form(None, GOOD)),
+    "label out of range": (400, "label must be one digit 0-9, got '10'", sample_form("10", GOOD)),
+    "label not a digit": (400, "got 'seven'", sample_form("seven", GOOD)),
+    "negative label": (400, "got '-1'", sample_form("-1", GOOD)),
+    "no image": (400, "no file in the upload", raw("multipart/form-data; boundary=b", LABEL_ONLY)),
+    "two images": (400, "2 files in one sample", sample_form("4", GOOD, GOOD)),
+    "not an image": (422, "notes.png: cannot read it as an image", sample_form("4", ("notes.png", b"hello"))),
+    "blank image": (422, "blank.png: no ink", sample_form("4", ("blank.png", png_bytes(Image.new("L", (9, 9), 255))))),
+    "bomb": (422, "bomb.png: above the limit", sample_form("4", ("bomb.png", bomb_png()))),
+    "json body": (415, "'application/json' is not accepted here", {"json": {"image": "AAAA", "label": "4"}}),
+    "raw image body": (415, "'image/png' is not accepted here", raw("image/png", GOOD[1])),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SAMPLES))
+def test_a_bad_sample_answers_a_4xx_naming_it_and_writes_nothing(client, collected, case):
+    status, words, request = BAD_SAMPLES[case]
+    before = stored_files(collected)
+    answer = client.post("/samples", **request)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json" and words in answer.json()["detail"]
+    assert len(answer.text.splitlines()) == 1 and "Traceback" not in answer.text
+    assert stored_files(collected) == before
+
+
+def test_a_class_folder_at_its_cap_refuses_with_409_and_writes_nothing(client, collected):
+    full = collected / "9"
+    full.mkdir(parents=True, exist_ok=True)
+    for i in range(COLLECT_LIMIT - len(list(full.glob("*.png")))):
+        (full / f"earlier-{i}.png").write_bytes(generated_digit(i))
+    before = stored_files(collected)
+    answer = post_sample(client, generated_digit(9), "9")
+    assert answer.status_code == 409, answer.text
+    assert f"holds {COLLECT_LIMIT} digits, the cap (--collect_limit {COLLECT_LIMIT})" in answer.json()["detail"]
+    assert stored_files(collected) == before
+    assert client.get("/samples").json()["counts"]["9"] == COLLECT_LIMIT
+    assert post_sample(client, generated_digit(8), "8").status_code == 200  # the other classes go on
+
+
+def test_two_clients_storing_at_once_lose_nothing(server, collected):
+    uploads = [generated_digit(seed) for seed in range(2 * 12)]
+
+    def one_client(half: int) -> list[httpx.Response]:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as session:
+            return [post_sample(session, data, "5") for data in uploads[half::2]]
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = [answer for batch in pool.map(one_client, range(2)) for answer in batch]
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers if a.status_code != 200]
+    files = {answer.json()["file"] for answer in answers}
+    assert len(files) == len(uploads)  # a new name for each
+    kept = sorted((collected / file).read_bytes() for file in files)
+    assert kept == sorted(uploads)  # every upload, whole
 
 
 def test_ctrl_c_stops_cleanly_and_nothing_was_written(server):
@@ -375,11 +486,13 @@ def port_is_free(port: int) -> bool:
 
 
 class Load:
-    """Clients sending single-image uploads in a loop until stopped, each outcome recorded with its time."""
+    """Clients sending single-image uploads in a loop until stopped, each outcome recorded with its time, and
+    each answer's model (its sha256) with its time."""
 
     def __init__(self, server: Server, digit: Path, clients: int) -> None:
         self.server, self.body = server, digit.read_bytes()
         self.outcomes: list[tuple[float, str]] = []  # (monotonic time, "200" or the error)
+        self.models: list[tuple[float, str]] = []  # (monotonic time, sha256) of each 200
         self.running = threading.Event()
         self.running.set()
         self.pool = ThreadPoolExecutor(clients)
@@ -391,6 +504,8 @@ class Load:
                 try:
                     answer = session.post("/predict", files={"file": ("d.png", self.body)})
                     outcome = str(answer.status_code)
+                    if answer.status_code == 200:
+                        self.models.append((time.monotonic(), answer.json()["model"]["sha256"]))
                 except httpx.HTTPError as exc:
                     outcome = type(exc).__name__
                 self.outcomes.append((time.monotonic(), outcome))
@@ -553,25 +668,147 @@ def test_lightning_digits_serve_runs_the_server_without_torch_in_it(tmp_path):
             f"{server.url}/predict", json={"image": base64.b64encode(png_bytes(one)).decode()}, timeout=30
         )
         assert answer.status_code == 200 and answer.json()["predictions"][0]["predicted"] == "1", answer.text
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as session:
+            for off in (session.get("/samples"), post_sample(session, png_bytes(one), "1")):
+                assert off.status_code == 404 and "collecting digits is off" in off.json()["detail"], off.text
     finally:
         code = server.stop(signal.SIGINT, group=True, within=5)
     assert code == 0, server.output()[-3000:]
 
 
 def test_a_worker_that_cannot_load_its_model_says_so_in_one_line_and_exits_3(tmp_path):
-    # What a worker does when the model changed or vanished after the supervisor checked it: the supervisor
-    # then stops the others and ends with one line instead of starting it again and again.
+    # A worker loads the bytes the supervisor checked, so this takes onnxruntime refusing in the worker what it
+    # accepted in the supervisor (memory, say): the supervisor then stops the others and ends with one line
+    # instead of starting it again and again.
     from dataclasses import asdict
 
     from lightning_digits.serving.app import Settings
     from lightning_digits.serving.guard import BodyRules
-    from lightning_digits.serving.worker import SETTINGS_VARIABLE, SOCKET_VARIABLE, STARTUP_FAILURE
+    from lightning_digits.serving.worker import MODEL_VARIABLE, SETTINGS_VARIABLE, SOCKET_VARIABLE, STARTUP_FAILURE
 
-    settings = Settings(str(tmp_path / "gone.onnx"), {}, {}, BodyRules(1, 1, 1.0), 1, 1, 1.0)
-    with socket.socket() as listening:
-        env = {**os.environ, SETTINGS_VARIABLE: json.dumps(asdict(settings)), SOCKET_VARIABLE: str(listening.fileno())}
-        result = subprocess.run([sys.executable, "-m", "lightning_digits.serving.worker"], env=env,
-                                pass_fds=[listening.fileno()], capture_output=True, text=True, timeout=60)  # fmt: skip
+    settings = Settings(str(tmp_path / "model.onnx"), {}, {}, BodyRules(1, 1, 1.0), 1, 1, 1.0)
+    with socket.socket() as listening, (tmp_path / "bytes").open("w+b") as model:
+        model.write(b"not a model")
+        model.flush()
+        fds = [listening.fileno(), model.fileno()]
+        env = {**os.environ, SETTINGS_VARIABLE: json.dumps(asdict(settings)), SOCKET_VARIABLE: str(fds[0]),
+               MODEL_VARIABLE: str(fds[1])}  # fmt: skip
+        result = subprocess.run([sys.executable, "-m", "lightning_digits.serving.worker"], env=env, pass_fds=fds,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == STARTUP_FAILURE
-    assert result.stderr.startswith(f"lightning-digits: error: {tmp_path / 'gone.onnx'}: not a loadable ONNX model")
+    assert result.stderr.startswith(f"lightning-digits: error: {tmp_path / 'model.onnx'}: not a loadable ONNX model")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def tiny_onnx(path: Path, side: int, classes: int) -> Path:
+    """A loadable ONNX file of another contract: image [N, 1, side, side] -> logits [N, classes]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.zeros((side * side, classes), np.float32), "weights")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node("MatMul", ["flat", "weights"], ["logits"])],
+        "other",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, side, side])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("side, classes, words", [(32, 10, "Got invalid dimensions"), (28, 7, "gives [2, 7]")])
+def test_a_model_of_another_contract_is_refused_in_one_line(tmp_path, side, classes, words):
+    from lightning_digits.errors import UserError
+
+    path = tiny_onnx(tmp_path / "other.onnx", side, classes)
+    with pytest.raises(UserError) as refused:
+        OnnxDigits(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not a model of this project's contract (image float32 [N, 1, 28, 28] -> ")
+    assert words in message and "\n" not in message
+
+
+def model_variant(source: Path, target: Path, **metadata: str) -> Path:
+    """The model of `source` with metadata entries set: the same network, another file (another sha256)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    props = {prop.key: prop.value for prop in model.metadata_props} | metadata
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(target))
+    return target
+
+
+def wait_for_line(server: Server, words: str, nth: int = 1, within: float = 30) -> str:
+    """The `nth` line of the server's output that holds `words`, once there is one."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if len(lines := [line for line in server.output().splitlines() if words in line]) >= nth:
+            return lines[nth - 1]
+        time.sleep(0.05)
+    raise AssertionError(f"no line with {words!r} within {within} s:\n{server.output()[-3000:]}")
+
+
+def test_sighup_reloads_the_model_under_load_without_a_failed_request_and_refuses_a_bad_file(tmp_path, digits):
+    served = tmp_path / "digits_cnn.onnx"
+    served.write_bytes(MODEL.read_bytes())
+    old_sha = hashlib.sha256(MODEL.read_bytes()).hexdigest()
+    new = model_variant(MODEL, tmp_path / "new.onnx", note="adapted to a hand")
+    new_sha = hashlib.sha256(new.read_bytes()).hexdigest()
+    server = Server([*SERVE[:-1], f"--model={served}", f"--workers={WORKERS}"], tmp_path / "cwd")
+    first_workers = server.workers()
+    load = Load(server, digits[0], clients=16)
+    try:
+        load.wait_for(200)
+        os.replace(new, served)  # as `adapt` and `export` write: atomically
+        asked = time.monotonic()
+        server.send(signal.SIGHUP)
+        line = wait_for_line(server, "reloaded")
+        done = time.monotonic()
+        time.sleep(max(0.0, done + 1.5 - time.monotonic()))  # answers after the old workers' last ones
+        load.wait_for(len(load.outcomes) + 100)
+    finally:
+        load.stop()
+    failed = [outcome for _, outcome in load.outcomes if outcome != "200"]
+    first_new = min(at for at, sha in load.models if sha == new_sha) - asked
+    print(f"\nreload under 16 clients: {len(load.outcomes)} requests, {len(failed)} failed; the new model answered "
+          f"{first_new:.2f} s after SIGHUP; the reload took {done - asked:.2f} s")  # fmt: skip
+    try:
+        assert failed == [], failed[:10]
+        assert 0 < first_new < 3
+        assert {sha for at, sha in load.models if at > done + 1} == {new_sha}  # a second for those in flight
+        reloaded = f"lightning-digits serve: reloaded {served} (sha256 {new_sha[:12]}); {WORKERS} worker(s) replaced"
+        assert line == reloaded
+        assert {sha for at, sha in load.models if at < asked} == {old_sha}
+        deadline = time.monotonic() + 10  # the old workers finish what they have in flight, then end
+        while (server.workers() & first_workers or len(server.workers()) != WORKERS) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.workers() & first_workers and len(server.workers()) == WORKERS, server.members()
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as session:
+            info = session.get("/info").json()["model"]
+            assert info["sha256"] == new_sha and info["onnx_metadata"]["note"] == "adapted to a hand"
+            modified = datetime.fromtimestamp(served.stat().st_mtime, UTC).isoformat(timespec="seconds")
+            assert info["modified"] == modified
+
+            # Not a model, then a model of other classes: refused in one line each; the new model goes on serving,
+            # and a worker that dies is replaced with the model checked, not with what the file holds now.
+            other = model_variant(MODEL, tmp_path / "other.onnx", class_names=json.dumps(list("abcdefghij")))
+            refusals = ((b"not a model", "not a loadable ONNX model"), (other.read_bytes(), "its classes"))
+            for nth, (content, words) in enumerate(refusals, 1):
+                served.write_bytes(content)
+                server.send(signal.SIGHUP)
+                refused = wait_for_line(server, f"reload refused, still serving sha256 {new_sha[:12]}: {served}", nth)
+                assert words in refused, refused
+                assert session.post("/predict", files={"file": ("d.png", digits[0].read_bytes())}).json()["model"][
+                    "sha256"] == new_sha  # fmt: skip
+            os.kill(min(server.workers()), signal.SIGKILL)
+            wait_for_line(server, "starting another")
+            for _ in range(20):  # over both workers
+                assert upload(session, digits[0]).json()["model"]["sha256"] == new_sha
+        assert server.output().count("reload refused") == 2 and "Traceback" not in server.output()
+    finally:
+        assert server.stop(signal.SIGTERM, group=False, within=10) == 0, server.output()[-3000:]

@@ -1,8 +1,9 @@
 """The ASGI app that each worker process runs: POST /predict (body checked by `guard`, images by `decode`,
-one onnxruntime run over the request's images, the answer as JSON), GET /health, /info, /openapi.json and
-/docs. A request is answered inside the worker's event loop, start to finish: on a model of a fraction of a
-millisecond, handing it to another thread or process costs more than it saves. Only a request with many
-pixels goes to the worker's one thread for large requests, so that it cannot hold up the small ones.
+one onnxruntime run over the request's images, the answer as JSON), POST and GET /samples (`collect`), GET
+/health, /info, /openapi.json and /docs. A request to /predict is answered inside the worker's event loop,
+start to finish: on a model of a fraction of a millisecond, handing it to another thread or process costs
+more than it saves. Only a request with many pixels goes to the worker's one thread for large requests, so
+that it cannot hold up the small ones.
 Knows nothing of torch, training, or how workers are started and stopped.
 """
 
@@ -21,24 +22,29 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from lightning_digits.onnx_predictor import OnnxDigits
+from lightning_digits.serving.collect import SAMPLES_PATH, Collect
 from lightning_digits.serving.decode import digits_of, named_images, opened_images
 from lightning_digits.serving.guard import BodyRules, Disconnected, Refused, checked_body
 from lightning_digits.serving.limits import ANSWER_TIMEOUT_S, LARGE_REQUEST_PIXELS
+from lightning_digits.serving.samples import DEFAULT_LIMIT, Samples
 
 API_PATH = "/predict"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What every worker needs to build its app; plain values, so they cross to a worker process as JSON."""
+    """What every worker needs to build its app, but the model's bytes; plain values, so they cross to a worker
+    process as JSON."""
 
-    model: str
+    model: str  # the file's path, as errors name it
     answer: dict[str, Any]  # what every answer says of the model
     info: dict[str, Any]  # what /info shows
     body: BodyRules
     max_image_pixels: int
     max_request_pixels: int
     graceful_timeout: float
+    collect_dir: str | None = None  # None: POST /samples is off
+    collect_limit: int = DEFAULT_LIMIT
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> Settings:
@@ -47,11 +53,11 @@ class Settings:
 
 
 class Predict:
-    """POST /predict of one worker: its own one-thread onnxruntime session."""
+    """POST /predict of one worker: its own one-thread onnxruntime session of `model` (the file's bytes)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, model: bytes) -> None:
         self.settings = settings
-        self.model = OnnxDigits(settings.model, threads=1)
+        self.model = OnnxDigits(model, threads=1, name=settings.model)
         self.large = ThreadPoolExecutor(1, thread_name_prefix="large-request")
 
     async def respond(self, request: Request) -> Response:
@@ -92,8 +98,10 @@ class Predict:
         return json.dumps({"predictions": predictions, "model": self.settings.answer})
 
 
-def build_app(settings: Settings) -> Starlette:
-    predict = Predict(settings)
+def build_app(settings: Settings, model: bytes) -> Starlette:
+    predict = Predict(settings, model)
+    samples = Samples(settings.collect_dir, settings.collect_limit) if settings.collect_dir else None
+    collect = Collect(samples, settings.body, settings.max_image_pixels, settings.max_request_pixels)
     info = {"model": settings.info}
 
     async def health(request: Request) -> Response:
@@ -115,6 +123,8 @@ def build_app(settings: Settings) -> Starlette:
 
     routes = [
         Route(API_PATH, predict.respond, methods=["POST"]),
+        Route(SAMPLES_PATH, collect.store, methods=["POST"]),
+        Route(SAMPLES_PATH, collect.counts, methods=["GET"]),
         Route("/health", health),
         Route("/info", show_info),
         Route("/openapi.json", schema),

@@ -21,9 +21,11 @@ from lightning_digits.data.images import decode_digit, open_image
 from lightning_digits.errors import UserError
 from lightning_digits.serving.guard import Refused
 from lightning_digits.serving.limits import MAX_IMAGES, too_many_images
+from lightning_digits.serving.samples import LABELS
 
 JSON_SHAPE = 'send {"image": "<base64>"} or {"images": ["<base64>", ...]}'
 RAW_BODY_NAME = "image"  # what the answer calls an image sent as the whole body
+SAMPLE_SHAPE = "send one image file and its digit as multipart/form-data: curl -F file=@digit.png -F label=7"
 
 
 async def named_images(media_type: str, headers: Headers, body: bytes) -> list[tuple[str, bytes]]:
@@ -40,6 +42,12 @@ async def named_images(media_type: str, headers: Headers, body: bytes) -> list[t
 
 
 async def _named_uploads(headers: Headers, body: bytes) -> list[tuple[str, bytes]]:
+    return (await _form(headers, body))[0]
+
+
+async def _form(headers: Headers, body: bytes) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """A multipart body -> its files as (name, bytes), at least one, and its other fields by name."""
+
     async def stream() -> AsyncIterator[bytes]:
         yield body
         yield b""
@@ -52,8 +60,24 @@ async def _named_uploads(headers: Headers, body: bytes) -> list[tuple[str, bytes
     if not uploads:
         raise Refused(400, "no file in the upload: send each image as a file field, e.g. curl -F file=@digit.png")
     named = [(upload.filename or field, await upload.read()) for field, upload in uploads]
+    fields = {field: value for field, value in form.multi_items() if isinstance(value, str)}
     await form.close()
-    return named
+    return named, fields
+
+
+async def labelled_upload(media_type: str, headers: Headers, body: bytes) -> tuple[str, str, bytes]:
+    """A labelled sample: a multipart body of one image file and a `label` field of one of `labels` ->
+    (label, the image's name, its bytes)."""
+    if media_type != "multipart/form-data":
+        raise Refused(415, f"content type {media_type!r} is not accepted here: {SAMPLE_SHAPE}")
+    named, fields = await _form(headers, body)
+    if len(named) != 1:
+        raise Refused(400, f"{len(named)} files in one sample; {SAMPLE_SHAPE}")
+    label = fields.get("label", "").strip()
+    if label not in LABELS:
+        got = f"got {fields['label']!r}" if "label" in fields else "no label field"
+        raise Refused(400, f"label must be one digit 0-9, {got}; {SAMPLE_SHAPE}")
+    return label, *named[0]
 
 
 def _named_base64(body: Any) -> list[tuple[str, bytes]]:

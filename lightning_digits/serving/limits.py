@@ -13,6 +13,9 @@ LARGE_REQUEST_PIXELS = 1_000_000
 BODY_TIMEOUT_S = 10.0  # a client that has not sent its whole body by then answers 408 (--body_timeout)
 ANSWER_TIMEOUT_S = 30.0  # a large request still waiting for that thread by then answers 504
 GRACEFUL_TIMEOUT_S = 3.0  # on SIGTERM / Ctrl-C, requests in flight get this long to be answered (--graceful_timeout)
+# Before that, a stopping worker answers the requests still coming on its open connections with "Connection: close"
+# and waits this long at most for their clients to close them, so that none sends one more into a closing socket.
+DRAIN_S = 1.0
 FORM_TYPES = ("multipart/form-data", "application/json")  # plus any image/* type: the raw file as the body
 
 

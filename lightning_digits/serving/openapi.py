@@ -1,8 +1,8 @@
 """The request and response shapes of the server, written down for the OpenAPI page at /docs.
 
-POST /predict takes uploads, a raw image body and JSON alike, so no framework can infer its shapes from a
-signature; they are spelled here. Imported only when /openapi.json is first asked for (pydantic is slow to
-import). Knows nothing of images or the model.
+POST /predict takes uploads, a raw image body and JSON alike, and POST /samples a multipart form, so no framework
+can infer their shapes from a signature; they are spelled here. Imported only when /openapi.json is first asked for
+(pydantic is slow to import). Knows nothing of images or the model.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from lightning_digits import __version__
 from lightning_digits.data.images import MAX_PIXELS
+from lightning_digits.serving.collect import SAMPLES_PATH
 from lightning_digits.serving.limits import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
 
 
@@ -44,6 +45,16 @@ class Answer(BaseModel):
     model: ModelInfo
 
 
+class Stored(BaseModel):
+    label: str = Field(description="The digit it was stored as.")
+    file: str = Field(description="Where: `<label>/<new unique name>.png` in the server's collection folder.")
+
+
+class Collected(BaseModel):
+    counts: dict[str, int] = Field(description="Each label 0-9 -> the digits stored under it.")
+    limit_per_class: int = Field(description="The most a label's folder may hold (`--collect_limit`).")
+
+
 class Problem(BaseModel):
     detail: str = Field(description="What was wrong and what to do, in one line.")
 
@@ -61,6 +72,29 @@ ERRORS = {
     "422": f"An image that cannot be classified: not an image, truncated, over {MAX_PIXELS:,} pixels, blank.",
     "504": "A large request still waiting for its worker's thread for large requests after 30 s; try again.",
 }
+SAMPLE_SCHEMA = {
+    "type": "object",
+    "required": ["file", "label"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "One image file, as for /predict."},
+        "label": {"type": "string", "enum": [str(digit) for digit in range(10)], "description": "Its digit."},
+    },
+}
+SAMPLE_ERRORS = {
+    "400": "No label or one outside 0-9, no file or more than one, a malformed multipart body.",
+    "404": "Collecting is off: the server was started without --collect_dir.",
+    "408": ERRORS["408"],
+    "409": "The label's folder holds its cap of files (--collect_limit); nothing was written.",
+    "413": ERRORS["413"],
+    "415": "Not multipart/form-data.",
+    "422": ERRORS["422"],
+    "507": "The disk refused the write (full, read-only); nothing was written.",
+}
+SAMPLE_DESCRIPTION = (
+    "Store a person's digit with its label, for `fit --data.extra_dir` and `adapt`: the image is checked as "
+    "/predict checks it (the same limits; it must hold ink), then written atomically as a PNG file under a new "
+    "name in `<collect_dir>/<label>/`; nothing is ever overwritten. Only with `serve --collect_dir DIR`."
+)
 DESCRIPTION = (
     "Classify handwritten digits. Send image files as multipart/form-data, one image file as the body (with "
     "its image/* content type), or base64 images as JSON; "
@@ -78,10 +112,30 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return schemas
 
 
+def _json_of(model: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}
+
+
 @cache
 def schema(path: str) -> dict[str, Any]:
-    """The OpenAPI document: POST `path`, GET /health and GET /info."""
+    """The OpenAPI document: POST `path`, POST and GET /samples, GET /health and GET /info."""
     problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    store = {
+        "summary": "Store a labelled digit",
+        "description": SAMPLE_DESCRIPTION,
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": SAMPLE_SCHEMA}}},
+        "responses": {
+            "200": {"description": "Where it was stored.", "content": _json_of("Stored")},
+            **{code: {"description": text, "content": problem} for code, text in SAMPLE_ERRORS.items()},
+        },
+    }
+    counts = {
+        "summary": "How many digits of each label are stored",
+        "responses": {
+            "200": {"description": "The counts.", "content": _json_of("Collected")},
+            "404": {"description": SAMPLE_ERRORS["404"], "content": problem},
+        },
+    }
     predict = {
         "summary": "Classify digit images",
         "description": DESCRIPTION,
@@ -106,9 +160,10 @@ def schema(path: str) -> dict[str, Any]:
         "info": {"title": "lightning-digits", "version": __version__, "description": DESCRIPTION},
         "paths": {
             path: {"post": predict},
+            SAMPLES_PATH: {"post": store, "get": counts},
             "/health": {"get": {"summary": "ok once the model is loaded", "responses": {"200": {"description": "ok"}}}},
             "/info": {"get": {"summary": "The model's metadata, input contract, limits and engine",
                               "responses": {"200": {"description": "JSON"}}}},
         },
-        "components": {"schemas": _schemas(Base64Images, Answer, Problem)},
+        "components": {"schemas": _schemas(Base64Images, Answer, Stored, Collected, Problem)},
     }  # fmt: skip

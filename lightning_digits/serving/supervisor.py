@@ -1,6 +1,8 @@
 """The engine of `serve`: one listening socket per worker on the same address, and the supervisor that keeps a
 worker process (`worker.py`) running on each until SIGTERM or Ctrl-C, then stops them all within a bounded
-time. Knows nothing of HTTP, images or the model.
+time. On SIGHUP it reloads the model: the new file is checked here first, then each worker in turn gets a
+successor on its socket, and is stopped only once that one serves. Knows nothing of HTTP or images; of the
+model, only the function that checks it (`server.py`).
 
 Written here rather than taken from uvicorn (`--workers`): uvicorn's supervisor checks each worker's health
 with a blocking ping of up to 5 s in the loop that also handles signals, so a stop waits behind a starting or
@@ -13,16 +15,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 from lightning_digits.errors import UserError
 from lightning_digits.serving.app import Settings
-from lightning_digits.serving.worker import SETTINGS_VARIABLE, SOCKET_VARIABLE, STARTUP_FAILURE
+from lightning_digits.serving.limits import DRAIN_S
+from lightning_digits.serving.worker import (
+    MODEL_VARIABLE,
+    READY_VARIABLE,
+    SETTINGS_VARIABLE,
+    SOCKET_VARIABLE,
+    STARTUP_FAILURE,
+)
+
+PROG = "lightning-digits serve"
+READY_TIMEOUT_S = 60.0  # a successor not serving by then is stopped and the reload abandoned
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -57,45 +72,148 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets[1:]
 
 
+class Served:
+    """What a set of workers serves: the settings, and the model's bytes in an unlinked temporary file that
+    each worker inherits and reads. Every worker, a replacement for one that died included, loads the bytes
+    that were checked, whatever the model's file holds by then: the model changes only on a reload."""
+
+    def __init__(self, settings: Settings, model: bytes) -> None:
+        self.settings = settings
+        self.file = tempfile.TemporaryFile()
+        self.file.write(model)
+        self.file.flush()
+        self.environment = {
+            **os.environ,
+            SETTINGS_VARIABLE: json.dumps(dataclasses.asdict(settings)),
+            MODEL_VARIABLE: str(self.file.fileno()),
+        }
+
+
 class Supervisor:
     """Keeps a worker running on each listening socket until SIGTERM or SIGINT, then stops them: SIGTERM to
-    each (it answers what is in flight for up to `graceful_timeout` s), SIGKILL to any still alive a second
-    later. A worker that dies is replaced on its socket; connections that arrive meanwhile wait in its queue."""
+    each (it drains its connections for up to DRAIN_S, then answers what is in flight for up to
+    `graceful_timeout` s), SIGKILL to any still alive a second later. A worker that dies is replaced on its
+    socket; connections that arrive meanwhile wait in its queue.
+    SIGHUP reloads: `check(settings)` reads the model again -> (new settings, the model's bytes), or raises
+    UserError to keep the old one."""
 
-    def __init__(self, sockets: list[socket.socket], settings: Settings) -> None:
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        settings: Settings,
+        model: bytes,
+        check: Callable[[Settings], tuple[Settings, bytes]],
+    ) -> None:
         self.sockets = sockets
-        self.graceful_timeout = settings.graceful_timeout
-        self.environment = {**os.environ, SETTINGS_VARIABLE: json.dumps(dataclasses.asdict(settings))}
+        self.stop_within = DRAIN_S + settings.graceful_timeout + 1.0  # a worker's drain, its shutdown, a margin
+        self.served = Served(settings, model)
+        self.check = check
         self.stopping = threading.Event()
+        self.reload_asked = threading.Event()
+        self.workers: list[subprocess.Popen] = []  # one per socket
+        self.retiring: list[tuple[subprocess.Popen, float]] = []  # replaced workers and when to kill them
 
-    def start_worker(self, slot: int) -> subprocess.Popen:
+    def start_worker(self, slot: int, served: Served, ready: int | None = None) -> subprocess.Popen:
+        """A worker on socket `slot`; `ready`: the write end of a pipe that gets a byte once it serves."""
         fd = self.sockets[slot].fileno()
+        environment = {**served.environment, SOCKET_VARIABLE: str(fd)}
+        if ready is not None:
+            environment[READY_VARIABLE] = str(ready)
         command = [sys.executable, "-m", "lightning_digits.serving.worker"]
-        return subprocess.Popen(command, env={**self.environment, SOCKET_VARIABLE: str(fd)}, pass_fds=[fd])
+        passed = [fd, served.file.fileno(), *([ready] if ready is not None else [])]
+        return subprocess.Popen(command, env=environment, pass_fds=passed)
 
     def run(self) -> None:
         """Serve until told to stop; raises UserError, once every worker is stopped, if one could not start."""
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, lambda *_: self.stopping.set())
-        workers = [self.start_worker(slot) for slot in range(len(self.sockets))]
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_asked.set())
+        self.workers = [self.start_worker(slot, self.served) for slot in range(len(self.sockets))]
         while not self.stopping.wait(0.1):
-            for slot, worker in enumerate(workers):
-                if worker.poll() is None or worker.returncode == STARTUP_FAILURE:
-                    continue
-                print(f"lightning-digits serve: worker {worker.pid} ended (exit code {worker.returncode}); "
-                      "starting another", file=sys.stderr, flush=True)  # fmt: skip
-                workers[slot] = self.start_worker(slot)
-            if any(worker.returncode == STARTUP_FAILURE for worker in workers):  # another would fail the same way
+            self.replace_ended()
+            if any(worker.returncode == STARTUP_FAILURE for worker in self.workers):  # another would fail alike
                 break
-        self.stop(workers)
-        if any(worker.returncode == STARTUP_FAILURE for worker in workers):
+            if self.reload_asked.is_set():
+                self.reload_asked.clear()
+                self.reload()
+        self.stop([*self.workers, *(worker for worker, _ in self.retiring)])
+        if any(worker.returncode == STARTUP_FAILURE for worker in self.workers):
             raise UserError("a worker could not start (its error is above); nothing is being served")
+
+    def replace_ended(self) -> None:
+        """Start another worker in place of each that ended; reap the retired ones, killing any past its time."""
+        for slot, worker in enumerate(self.workers):
+            if worker.poll() is None or worker.returncode == STARTUP_FAILURE:
+                continue
+            print(f"{PROG}: worker {worker.pid} ended (exit code {worker.returncode}); starting another",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            self.workers[slot] = self.start_worker(slot, self.served)
+        now = time.monotonic()
+        for worker, deadline in self.retiring:
+            if worker.poll() is None and now > deadline:
+                worker.kill()
+        self.retiring = [(worker, deadline) for worker, deadline in self.retiring if worker.poll() is None]
+
+    def reload(self) -> None:
+        """Check the model's file again; if it passes, replace the workers one at a time, each only once its
+        successor serves on the same socket, so no request is refused or cut. One line says how it ended."""
+        old = self.served.settings
+        try:
+            settings, model = self.check(old)
+        except UserError as exc:
+            print(f"{PROG}: reload refused, still serving sha256 {old.answer['sha256'][:12]}: {exc}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return
+        served = Served(settings, model)
+        for slot in range(len(self.workers)):
+            if not self.hand_over(slot, served):
+                if self.stopping.is_set():
+                    return
+                # The slots already handed over serve the new model, the others the old one; say so.
+                print(f"{PROG}: reload stopped: a new worker did not start serving within {READY_TIMEOUT_S:g} s "
+                      f"(its error, if any, is above); {slot} of {len(self.workers)} worker(s) serve sha256 "
+                      f"{settings.answer['sha256'][:12]}, the others {old.answer['sha256'][:12]}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                self.served = served  # a worker that dies from now on is replaced with what the reload checked
+                return
+        self.served = served
+        print(f"{PROG}: reloaded {settings.model} (sha256 {settings.answer['sha256'][:12]}); "
+              f"{len(self.workers)} worker(s) replaced", flush=True)  # fmt: skip
+
+    def hand_over(self, slot: int, served: Served) -> bool:
+        """Start a successor on `slot`'s socket and wait until it serves (bounded, and given up on a stop); then
+        SIGTERM the old worker, which answers what it has in flight. False, and the successor stopped, if it
+        did not come up."""
+        read, write = os.pipe()
+        try:
+            successor = self.start_worker(slot, served, ready=write)
+        finally:
+            os.close(write)  # the successor's copy is then the only one: its exit reads as end of file
+        try:
+            serving = self._wait_ready(read)
+        finally:
+            os.close(read)
+        if not serving:
+            self.stop([successor])
+            return False
+        self.workers[slot].send_signal(signal.SIGTERM)
+        self.retiring.append((self.workers[slot], time.monotonic() + self.stop_within))
+        self.workers[slot] = successor
+        return True
+
+    def _wait_ready(self, read: int) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([read], [], [], min(left, 0.1))
+            if readable:
+                return os.read(read, 1) == b"\n"  # b"": it ended before serving
+        return False
 
     def stop(self, workers: list[subprocess.Popen]) -> None:
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.graceful_timeout + 1.0
+        deadline = time.monotonic() + self.stop_within
         for worker in workers:
             try:
                 worker.wait(max(0.0, deadline - time.monotonic()))
