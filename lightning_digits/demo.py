@@ -1,21 +1,34 @@
 """`lightning-digits demo`: serve the drawing page (web/) and the exported model on localhost.
 
 The page runs the ONNX model in the browser with onnxruntime-web; this server only hands out files, plus
-the model's metadata as JSON (onnxruntime-web cannot read ONNX metadata itself).
+the model's metadata as JSON (onnxruntime-web cannot read ONNX metadata itself), and with --collect_dir it
+stores the digits the user labels on the page: POST and GET /samples, answered by the very code of `serve`'s
+(serving/collect.py), which runs here on the request's own thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import mimetypes
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from lightning_digits import artifacts
-from lightning_digits.errors import UserError
+from lightning_digits.atomic import ensure_writable_dir
+from lightning_digits.data.images import MAX_PIXELS
+from lightning_digits.errors import UserError, check_ranges
+from lightning_digits.serving.collect import SAMPLES_PATH, Collect
+from lightning_digits.serving.guard import BodyRules
+from lightning_digits.serving.limits import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
+from lightning_digits.serving.samples import DEFAULT_LIMIT, Samples
 
 # In the package (a link to the repo's web/ in a checkout), so that a wheel serves the same files.
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -25,8 +38,8 @@ mimetypes.add_type("application/wasm", ".wasm")
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def __init__(self, *args, model: Path, metadata: bytes, **kwargs) -> None:
-        self.model, self.metadata = model, metadata
+    def __init__(self, *args, model: Path, metadata: bytes, collect: Collect, **kwargs) -> None:
+        self.model, self.metadata, self.collect = model, metadata, collect
         super().__init__(*args, directory=str(WEB_DIR), **kwargs)
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server naming
@@ -35,8 +48,33 @@ class _Handler(SimpleHTTPRequestHandler):
             self._send(self.metadata, "application/json")
         elif path == f"/model/{artifacts.ONNX_MODEL}":
             self._send(self.model.read_bytes(), "application/octet-stream")
+        elif path == SAMPLES_PATH:
+            self._answer_with(self.collect.counts)
         else:
             super().do_GET()
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+        if self.path.split("?", 1)[0] == SAMPLES_PATH:
+            self._answer_with(self.collect.store)
+        else:
+            self.send_error(404)
+
+    def _answer_with(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        """Answer this request with one of `serve`'s Starlette endpoints: the request as ASGI sees it, whose
+        body is read only when the endpoint asks (after its checks of the headers), and the answer written back."""
+        length = int(self.headers.get("content-length") or 0)
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": self.rfile.read(length), "more_body": False}
+
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
+        scope = {"type": "http", "method": self.command, "path": self.path, "headers": headers}
+        response = asyncio.run(endpoint(Request(scope, receive)))
+        self.send_response(response.status_code)
+        for name, value in response.raw_headers:
+            self.send_header(name.decode("latin-1"), value.decode("latin-1"))  # "connection: close" is honoured
+        self.end_headers()
+        self.wfile.write(response.body)
 
     def _send(self, body: bytes, content_type: str) -> None:
         self.send_response(200)
@@ -49,7 +87,13 @@ class _Handler(SimpleHTTPRequestHandler):
         pass  # a request log per file would drown the one line that matters: the address
 
 
-def make_server(artifacts_dir: str, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def make_server(
+    artifacts_dir: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    collect_dir: str | None = None,
+    collect_limit: int = DEFAULT_LIMIT,
+) -> ThreadingHTTPServer:
     model = Path(artifacts_dir) / artifacts.ONNX_MODEL
     if not model.is_file():
         raise UserError(f"{model} does not exist; run `lightning-digits export` (or `evaluate`) first")
@@ -64,24 +108,40 @@ def make_server(artifacts_dir: str, host: str = "127.0.0.1", port: int = 8000) -
         metadata = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
         raise UserError(f"{model}: not a loadable ONNX model ({exc}); export it again") from exc
-    handler = functools.partial(_Handler, model=model, metadata=json.dumps(metadata).encode())
+    check_ranges("--", {"collect_limit": (collect_limit, collect_limit >= 1, "at least 1")})
+    if collect_dir is not None:
+        ensure_writable_dir(collect_dir, "--collect_dir")
+    samples = Samples(collect_dir, collect_limit) if collect_dir else None
+    # The limits of `serve`'s defaults: the page's drawing is a few kilobytes.
+    collect = Collect(samples, BodyRules(MAX_BODY_BYTES, MAX_IMAGES, BODY_TIMEOUT_S), MAX_PIXELS, MAX_REQUEST_PIXELS)
+    handler = functools.partial(_Handler, model=model, metadata=json.dumps(metadata).encode(), collect=collect)
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from exc
 
 
-def demo(artifacts_dir: str = artifacts.DEFAULT_DIR, host: str = "127.0.0.1", port: int = 8000) -> None:
+def demo(
+    artifacts_dir: str = artifacts.DEFAULT_DIR,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    collect_dir: str | None = None,
+    collect_limit: int = DEFAULT_LIMIT,
+) -> None:
     """Serve the draw-a-digit page and the exported ONNX model; open the printed address in a browser.
 
     Args:
         artifacts_dir: the folder holding digits_cnn.onnx.
         host: the address to listen on.
         port: the port to listen on (0 picks a free one).
+        collect_dir: a folder where the page saves each drawing the user confirms or corrects, as a PNG file in
+            DIR/<label>/, for `fit --data.extra_dir` and `adapt`; without it the page saves nothing.
+        collect_limit: the most files a class folder of --collect_dir may hold.
     """
-    server = make_server(artifacts_dir, host, port)
+    server = make_server(artifacts_dir, host, port, collect_dir, collect_limit)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
-    print(f"lightning-digits demo: open {address} (Ctrl-C stops)", flush=True)
+    collecting = f"; drawings you label are saved in {collect_dir}/<label>/" if collect_dir else ""
+    print(f"lightning-digits demo: open {address}{collecting} (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -90,8 +150,8 @@ def demo(artifacts_dir: str = artifacts.DEFAULT_DIR, host: str = "127.0.0.1", po
         server.server_close()
 
 
-def serve_in_background(artifacts_dir: str) -> tuple[ThreadingHTTPServer, str]:
+def serve_in_background(artifacts_dir: str, collect_dir: str | None = None) -> tuple[ThreadingHTTPServer, str]:
     """A server on a free port in a daemon thread, for tests and screenshots."""
-    server = make_server(artifacts_dir, port=0)
+    server = make_server(artifacts_dir, port=0, collect_dir=collect_dir)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"

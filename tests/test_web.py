@@ -1,6 +1,7 @@
 """The draw-a-digit page in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium):
 strokes that trace real MNIST test digits are drawn with pointer events; the page must recognise them, and
-its preprocessing and probabilities must match the Python ones for the same drawing."""
+its preprocessing and probabilities must match the Python ones for the same drawing. A drawing the user labels
+is saved by the page's server (`demo --collect_dir`); that one is drawn, never taken from the test set."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ pytestmark = [
 
 
 @contextmanager
-def _page_with(model_dir: Path):
-    """Headless Chromium on the demo page, serving the digits_cnn.onnx of `model_dir`."""
+def _page_with(model_dir: Path, collect_dir: Path | None = None):
+    """Headless Chromium on the demo page, serving the digits_cnn.onnx of `model_dir` (and collecting the
+    drawings the user labels in `collect_dir`, if given)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -51,7 +53,7 @@ def _page_with(model_dir: Path):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=900,700"):  # fmt: skip
         options.add_argument(flag)
-    server, address = serve_in_background(str(model_dir))
+    server, address = serve_in_background(str(model_dir), str(collect_dir) if collect_dir else None)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         driver.get(address)
@@ -153,3 +155,27 @@ def test_the_page_runs_an_ensemble_file_unchanged(real_mnist, tmp_path):
             browser_input = np.asarray(result["input"], dtype=np.float32).reshape(1, 1, 28, 28)
             probabilities = np.exp(session.run(["logits"], {"image": browser_input})[0][0])
             np.testing.assert_allclose(result["probabilities"], probabilities, atol=1e-4)
+
+
+def test_the_page_offers_no_saving_when_its_server_does_not_collect(page):
+    assert page.execute_script("return document.getElementById('collect').hidden") is True
+
+
+def test_a_drawing_the_user_corrects_is_saved_as_drawn_in_its_label_folder(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    collected = tmp_path / "collected"
+    with _page_with(MODEL.parent, collected) as driver:
+        assert driver.find_element(By.ID, "count-7").text == "7: 0"
+        result = draw(driver, [(140, 50, 140, 230)])  # a drawn stroke; the model calls it what it will
+        drawn = canvas_png(driver)
+        assert driver.find_element(By.ID, "confirm-digit").text == str(result["predicted"])
+        driver.find_element(By.ID, "label-7").click()  # the user says it is a 7
+        saved = _wait(driver, "return window.digits.saved")
+        _wait(driver, "return document.getElementById('count-7').textContent === '7: 1'")
+        status = driver.find_element(By.ID, "saved").text
+    assert saved["label"] == "7" and status == f"saved as 7 ({saved['file']})"
+    assert sorted(collected.rglob("*")) == [collected / "7", collected / saved["file"]]
+    with Image.open(collected / saved["file"]) as stored:
+        assert stored.format == "PNG" and stored.size == (280, 280)
+        assert np.array_equal(np.asarray(stored), np.asarray(drawn))  # the pad's image, as drawn

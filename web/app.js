@@ -1,10 +1,14 @@
-// The page: a drawing pad, the model's answer as it is drawn, and a bar per class.
-// window.digits exposes the last input and probabilities to the browser test.
+// The page: a drawing pad, the model's answer as it is drawn, and a bar per class. Where the server collects
+// digits (demo --collect_dir), the user confirms or corrects each answer and the drawing is saved under its label.
+// window.digits exposes the last input, probabilities and saved sample to the browser test.
 import { grayFromImageData, toMnist } from "./preprocess.js";
 
 const pad = document.getElementById("pad");
 const context = pad.getContext("2d", { willReadFrequently: true });
-const state = { session: null, classNames: [], drawing: false, pending: false, dirty: false, last: null, runs: 0 };
+const state = {
+  session: null, classNames: [], drawing: false, pending: false, dirty: false, last: null, runs: 0,
+  collecting: false, saving: false, saved: null,
+};
 window.digits = state;
 
 function clearPad() {
@@ -15,6 +19,7 @@ function clearPad() {
   document.getElementById("confidence").textContent = "";
   renderBars(null);
   renderInput(null);
+  renderCollect();
 }
 
 function point(event) {
@@ -80,6 +85,69 @@ async function predict() {
   document.getElementById("confidence").textContent = `${(100 * probabilities[best]).toFixed(1)}%`;
   renderBars(probabilities);
   renderInput(input);
+  renderCollect();
+}
+
+// The label buttons can save only a drawing the model has answered, one at a time.
+function renderCollect() {
+  if (!state.collecting) return;
+  const idle = state.last !== null && !state.saving;
+  document.getElementById("confirm-digit").textContent = state.last ? state.classNames[state.last.predicted] : "?";
+  document.querySelectorAll("#collect button").forEach((button) => { button.disabled = !idle; });
+}
+
+function renderCounts({ counts }) {
+  const view = document.getElementById("counts");
+  view.replaceChildren(...state.classNames.map((name, i) => {
+    const item = document.createElement("span");
+    item.id = `count-${i}`;
+    item.textContent = `${name}: ${counts[String(i)]}`;
+    return item;
+  }));
+}
+
+// The drawing as drawn (the pad's PNG), stored by the server in its folder for `label`.
+async function save(label) {
+  state.saving = true;
+  renderCollect();
+  const status = document.getElementById("saved");
+  try {
+    const png = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+    const form = new FormData();
+    form.append("file", png, "drawing.png");
+    form.append("label", String(label));
+    const answer = await fetch("samples", { method: "POST", body: form });
+    const result = await answer.json();
+    if (!answer.ok) throw new Error(result.detail);
+    state.saved = result;
+    status.textContent = `saved as ${state.classNames[label]} (${result.file})`;
+    renderCounts(await (await fetch("samples")).json());
+    clearPad();
+  } catch (error) {
+    status.textContent = `not saved: ${error.message}`;
+  } finally {
+    state.saving = false;
+    renderCollect();
+  }
+}
+
+async function startCollecting() {
+  const answer = await fetch("samples");
+  if (!answer.ok) return; // the server does not collect: the controls stay hidden
+  state.collecting = true;
+  const labels = document.getElementById("labels");
+  labels.replaceChildren(...state.classNames.map((name, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = `label-${i}`;
+    button.textContent = name;
+    button.addEventListener("click", () => save(i));
+    return button;
+  }));
+  document.getElementById("confirm").addEventListener("click", () => save(state.last.predicted));
+  renderCounts(await answer.json());
+  renderCollect();
+  document.getElementById("collect").hidden = false;
 }
 
 function renderBars(probabilities) {
@@ -130,6 +198,7 @@ async function main() {
   pad.addEventListener("pointerup", endStroke);
   pad.addEventListener("pointerleave", endStroke);
   document.getElementById("clear").addEventListener("click", clearPad);
+  await startCollecting();
   document.getElementById("status").textContent = "ready";
   state.ready = true;
 }
