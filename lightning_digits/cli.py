@@ -43,8 +43,9 @@ Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, gri
 ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
 test/predict: test-time augmentation. fit --ema_decay D: an average of the weights.
 distill TEACHER... (-c fast by default): one network trained on an ensemble's probabilities and the labels.
-In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost).
-Over HTTP: serve (POST /predict with image uploads, a raw image body or base64 JSON; /docs for the API).
+In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost; --collect_dir DIR saves the
+digits you label). Over HTTP: serve (POST /predict with image uploads, a raw image body or base64 JSON; /docs
+for the API; --collect_dir DIR: POST /samples stores labelled digits; SIGHUP reloads the model).
 Hyperparameter search: tune -c tune (Optuna; each trial is a fit with overrides). MLflow: fit -c mlflow.
 Run `{PROG} COMMAND --help` for the options of each; --debug shows the traceback of an error."""
 
