@@ -258,9 +258,9 @@ def test_bad_input_answers_a_4xx_naming_it_and_the_server_keeps_serving(client, 
     assert_still_serving(client, digits[0])
 
 
-def raw_request(server: Server, head: bytes, body: bytes, wait: float = 10.0) -> bytes:
+def raw_request(port: int, head: bytes, body: bytes, wait: float = 10.0) -> bytes:
     """Send exactly these bytes and read what comes back until the server closes or `wait` runs out."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as connection:
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as connection:
         connection.sendall(head + body)
         received = b""
         try:
@@ -278,7 +278,7 @@ def test_body_over_the_limit_answers_413_before_reading_it(server, client, digit
         f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
     ).encode()
-    answer = raw_request(server, head, b'{"image": "')
+    answer = raw_request(server.port, head, b'{"image": "')
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert f"the limit is {MAX_BODY_BYTES:,}".encode() in answer
     streamed = client.post(  # no Content-Length (chunked): counted as it arrives
@@ -292,7 +292,7 @@ def test_slow_client_gets_408_and_holds_nothing(server, client, digits):
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     started = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(raw_request, server, head, b'{"image": "', 10.0)
+        slow = pool.submit(raw_request, server.port, head, b'{"image": "', 10.0)
         assert_still_serving(client, digits[1])  # answered while the slow client holds its connection
         answer = slow.result()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
@@ -466,6 +466,30 @@ def test_two_clients_storing_at_once_lose_nothing(server, collected):
     assert len(files) == len(uploads)  # a new name for each
     kept = sorted((collected / file).read_bytes() for file in files)
     assert kept == sorted(uploads)  # every upload, whole
+
+
+def test_the_pages_server_answers_samples_with_the_same_code(tmp_path):
+    """`demo --collect_dir`: serve's /samples endpoints behind the page's own server, refusals and limits alike."""
+    from lightning_digits.demo import ORT_WEB_DIR, serve_in_background
+
+    if not (ORT_WEB_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("web/node_modules missing: `make setup`")
+    collected = tmp_path / "collected"
+    demo, address = serve_in_background(str(MODEL.parent), str(collected))
+    try:
+        with httpx.Client(base_url=address, timeout=TIMEOUT) as session:
+            assert post_sample(session, generated_digit(2), "12").status_code == 400
+            head = (f"POST /samples HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                    f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n").encode()  # fmt: skip
+            refused = raw_request(demo.server_address[1], head, b"--b")
+            assert refused.startswith(b"HTTP/1.0 413") and b"connection: close" in refused.lower(), refused[:300]
+            assert list(collected.iterdir()) == []
+            stored = post_sample(session, generated_digit(2), "2")
+            assert stored.status_code == 200 and (collected / stored.json()["file"]).read_bytes() == generated_digit(2)
+            assert session.get("/samples").json()["counts"]["2"] == 1
+    finally:
+        demo.shutdown()
+        demo.server_close()
 
 
 def test_ctrl_c_stops_cleanly_and_nothing_was_written(server):

@@ -66,8 +66,13 @@ def _page_with(model_dir: Path, collect_dir: Path | None = None):
 
 
 @pytest.fixture(scope="module")
-def page():
-    with _page_with(MODEL.parent) as driver:
+def collected(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("collected") / "digits"
+
+
+@pytest.fixture(scope="module")
+def page(collected):
+    with _page_with(MODEL.parent, collected) as driver:
         yield driver
 
 
@@ -150,6 +155,7 @@ def test_the_page_runs_an_ensemble_file_unchanged(real_mnist, tmp_path):
     export_onnx(ensemble, tmp_path / "digits_cnn.onnx", [str(d) for d in range(10)], check)
     session = ort.InferenceSession(str(tmp_path / "digits_cnn.onnx"))
     with _page_with(tmp_path) as driver:
+        assert driver.execute_script("return document.getElementById('collect').hidden")  # its server collects nothing
         for digit in digits:
             result = draw(driver, strokes(digit))
             browser_input = np.asarray(result["input"], dtype=np.float32).reshape(1, 1, 28, 28)
@@ -157,23 +163,17 @@ def test_the_page_runs_an_ensemble_file_unchanged(real_mnist, tmp_path):
             np.testing.assert_allclose(result["probabilities"], probabilities, atol=1e-4)
 
 
-def test_the_page_offers_no_saving_when_its_server_does_not_collect(page):
-    assert page.execute_script("return document.getElementById('collect').hidden") is True
-
-
-def test_a_drawing_the_user_corrects_is_saved_as_drawn_in_its_label_folder(tmp_path):
+def test_a_drawing_the_user_corrects_is_saved_as_drawn_in_its_label_folder(page, collected):
     from selenium.webdriver.common.by import By
 
-    collected = tmp_path / "collected"
-    with _page_with(MODEL.parent, collected) as driver:
-        assert driver.find_element(By.ID, "count-7").text == "7: 0"
-        result = draw(driver, [(140, 50, 140, 230)])  # a drawn stroke; the model calls it what it will
-        drawn = canvas_png(driver)
-        assert driver.find_element(By.ID, "confirm-digit").text == str(result["predicted"])
-        driver.find_element(By.ID, "label-7").click()  # the user says it is a 7
-        saved = _wait(driver, "return window.digits.saved")
-        _wait(driver, "return document.getElementById('count-7').textContent === '7: 1'")
-        status = driver.find_element(By.ID, "saved").text
+    assert page.find_element(By.ID, "count-7").text == "7: 0"
+    result = draw(page, [(140, 50, 140, 230)])  # a drawn stroke; the model calls it what it will
+    drawn = canvas_png(page)
+    assert page.find_element(By.ID, "confirm-digit").text == str(result["predicted"])
+    page.find_element(By.ID, "label-7").click()  # the user says it is a 7
+    saved = _wait(page, "return window.digits.saved")
+    _wait(page, "return document.getElementById('count-7').textContent === '7: 1'")
+    status = page.find_element(By.ID, "saved").text
     assert saved["label"] == "7" and status == f"saved as 7 ({saved['file']})"
     assert sorted(collected.rglob("*")) == [collected / "7", collected / saved["file"]]
     with Image.open(collected / saved["file"]) as stored:
