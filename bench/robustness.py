@@ -15,6 +15,7 @@ instead: the only corrupted images to choose settings on.
     .venv/bin/python bench/robustness.py runs/x/digits_cnn.ckpt --part choose --per_class 20
     .venv/bin/python bench/robustness.py artifacts_digits/digits_cnn.onnx --suite mnist-c
     .venv/bin/python bench/robustness.py runs/x/digits_cnn.ckpt --suite mnist-c --split choose
+    .venv/bin/python bench/robustness.py MODEL.onnx --suite mnist-c --limit 1 --picture docs/mnist_c.png
 
 A checkpoint runs in PyTorch on the CPU, an .onnx file in onnxruntime. Prints tables and one JSON line.
 """
@@ -90,11 +91,31 @@ def preprocessed_accuracy(probabilities: Probabilities, images: np.ndarray, labe
     return float(right.mean())
 
 
+def draw_corruptions(images: np.ndarray, seed: int, path: str) -> None:
+    """One picture of the first image clean and under every corruption, for the docs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = {"clean": images[0], **{name: corrupt(images[:1], name, seed)[0] for name in CORRUPTIONS}}
+    figure, axes = plt.subplots(2, 8, figsize=(12, 3.4))
+    for axis, (name, image) in zip(axes.flat, shown.items(), strict=True):
+        axis.imshow(image, cmap="gray", vmin=0, vmax=255)
+        axis.set_title(name.replace("_", " "), fontsize=9)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 def mnist_c_suite(args: argparse.Namespace, probabilities: Probabilities) -> None:
     images, labels, seed = benchmark_images(args.split, args.data_dir)
     seed += args.seed
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
+    if args.picture:
+        draw_corruptions(images, seed, args.picture)
     names = args.corruptions or list(CORRUPTIONS)
     clean = {"network": accuracy(probabilities, images, labels)}
     if not args.network_only:
@@ -127,6 +148,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["test", "choose"], default="test", help="mnist-c: corrupt which images")
     parser.add_argument("--corruptions", nargs="+", choices=list(CORRUPTIONS), help="mnist-c: these only")
     parser.add_argument("--network_only", action="store_true", help="mnist-c: skip the predict column (faster)")
+    parser.add_argument("--picture", help="mnist-c: also draw the first image under every corruption to this PNG")
     parser.add_argument("--limit", type=int, help="mnist-c: the first N images only (a quick look)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", help="ood: write the generated images here and keep them (default: a temp folder)")
