@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from lightning_digits.data.ink import max_3x3, smoothing_matrix
+from lightning_digits.data.ink import max_3x3, smoothing_matrix, warp
 from lightning_digits.errors import check_ranges
 
 
@@ -108,10 +108,9 @@ def blur(images: torch.Tensor, generator: torch.Generator | None = None) -> torc
     n, channels, height, width = images.shape
     jitter = torch.rand(n, 1, 1, 1, device=images.device, generator=generator) < 1 / 3
     offsets = (torch.rand(n, height, width, 2, device=images.device, generator=generator) * 2 - 1) * 1.5
-    base = F.affine_grid(torch.eye(2, 3, device=images.device).expand(n, 2, 3), [n, 1, height, width], False)
-    scale = torch.tensor([2 / width, 2 / height], device=images.device)
-    grid = base + offsets * scale * jitter.view(n, 1, 1, 1)
-    jittered = F.grid_sample(images, grid.to(images.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
+    identity = torch.eye(2, 3, device=images.device).expand(n, 2, 3)
+    # nearest, not bilinear: pixels move whole, as the glass blur's swaps do
+    jittered = warp(images, identity, (offsets * jitter.view(n, 1, 1, 1)).permute(0, 3, 1, 2), mode="nearest")
     size = 9
     kernels = _kernels(n, size, images, generator)
     stacked = jittered.reshape(1, n * channels, height, width)
@@ -177,6 +176,6 @@ def random_degrade(images: torch.Tensor, rates: DegradeRates, generator: torch.G
             continue
         chosen = torch.rand(images.shape[0], device=images.device, generator=generator) < rate
         if chosen.any():
-            images = images.clone() if not chosen.all() else images
+            images = images.clone()  # never write into the caller's batch
             images[chosen] = KINDS[name](images[chosen], generator)
     return images

@@ -74,17 +74,19 @@ def elastic_field(
     return ranges.elastic * (rows.T @ noise @ cols)
 
 
-def warp(images: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None) -> torch.Tensor:
+def warp(
+    images: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None, mode: str = "bilinear"
+) -> torch.Tensor:
     """Resample each image of [N, C, H, W] through its theta [N, 2, 3] plus, when given, a per-pixel
     displacement [N, 2, H, W] in pixels: the output pixel (x, y) reads the input at its affine position + (dx, dy).
-    Bilinear, zeros outside."""
+    Bilinear (or grid_sample's other `mode`), zeros outside."""
     n, _, height, width = images.shape
     grid = F.affine_grid(theta.to(images.dtype), [n, 1, height, width], align_corners=False)
     if displacement is not None:
         # affine_grid's coordinates span [-1, 1] over the image: one pixel is 2 / size.
         scale = torch.tensor([2 / width, 2 / height], device=images.device, dtype=images.dtype)
         grid = grid + displacement.to(images.dtype).permute(0, 2, 3, 1) * scale
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def max_3x3(images: torch.Tensor) -> torch.Tensor:
