@@ -1,20 +1,46 @@
-# The front door: `make train` and `make test` set up .venv on first use.
+# The front door: `make train` and `make test` set up .venv on first use, each installing only what it runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per set of things installed: the package (what training, evaluation and serving need); the
+# test, lint and docs tools with the optional extras; the documentation tools alone; the browser page's npm
+# packages; and the system packages the tests use (Chromium, PostgreSQL, fonts).
+PACKAGE_STAMP := $(VENV)/.installed-package
+DEV_STAMP := $(VENV)/.installed-dev
+DOCS_STAMP := $(VENV)/.installed-docs
+WEB_STAMP := web/node_modules/.installed
+TEST_SYSTEM_STAMP := $(VENV)/.installed-test-system
 
-.PHONY: setup browser postgres fonts train evaluate demo serve tune gpu-check gpu-check-cpu test test-fast lint clean
+.PHONY: setup browser postgres fonts train evaluate demo serve tune gpu-check gpu-check-cpu test test-fast lint \
+	docs clean
 
-$(STAMP): pyproject.toml web/package-lock.json
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+
+$(PACKAGE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+$(DOCS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[docs]"
+	touch $@
+
+# onnxruntime-web for the browser page, from the npm registry as pinned in web/package-lock.json (npm ci
+# empties node_modules first, so the stamp is written after it).
+$(WEB_STAMP): web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund
+	touch $@
+
+$(TEST_SYSTEM_STAMP): Makefile | $(BIN)/python
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(MAKE) browser
 	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || $(MAKE) postgres
 	dpkg-query -W $(FONT_PACKAGES) >/dev/null 2>&1 || $(MAKE) fonts
-	touch $(STAMP)
+	touch $@
 
 # Debian's Chromium and ChromeDriver for tests/test_web.py (never a browser download). Where apt-get cannot
 # run (no root, not Debian), the browser test is skipped and says why.
@@ -34,44 +60,49 @@ FONT_PACKAGES := fonts-bwht fonts-dkg-handwriting fonts-comic-neue fonts-dancing
 fonts:
 	-apt-get install -y $(FONT_PACKAGES) || (apt-get update && apt-get install -y $(FONT_PACKAGES))
 
-setup: $(STAMP)
+# Everything the tests need: the package with every extra, the page's npm packages, the system packages.
+setup: $(DEV_STAMP) $(WEB_STAMP) $(TEST_SYSTEM_STAMP)
 
-train: $(STAMP)
+train: $(PACKAGE_STAMP)
 	$(BIN)/lightning-digits fit
 
-evaluate: $(STAMP)
+evaluate: $(PACKAGE_STAMP)
 	$(BIN)/lightning-digits evaluate
 
-demo: $(STAMP)
+demo: $(PACKAGE_STAMP) $(WEB_STAMP)
 	$(BIN)/lightning-digits demo
 
-serve: $(STAMP)
+serve: $(PACKAGE_STAMP)
 	$(BIN)/lightning-digits serve
 
-tune: $(STAMP)
+tune: $(PACKAGE_STAMP)
 	$(BIN)/lightning-digits tune -c tune
 
-# The first run on a machine with GPUs (every GPU; docs/performance.md says what to send back), and the same rows
+# The first run on a machine with GPUs (every GPU; docs/distributed.md says what to send back), and the same rows
 # in a reduced form on 2 CPU processes (tests/test_gpu_check.py runs that one).
-gpu-check: $(STAMP)
+gpu-check: $(PACKAGE_STAMP)
 	$(BIN)/python bench/gpu_check.py
 
-gpu-check-cpu: $(STAMP)
+gpu-check-cpu: $(PACKAGE_STAMP)
 	$(BIN)/python bench/gpu_check.py --cpu
 
 # Two pytest workers, one file each at a time (module fixtures stay in one process): most tests wait on a
-# subprocess, a server or a database, so two keep both cores busy (docs/performance.md has the timings).
+# subprocess, a server or a database, so two keep both cores busy (docs/benchmarks.md has the timings).
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-test: $(STAMP)
+test: setup
 	$(PYTEST)
 
 # The edit loop: everything but the tests marked slow (kills, DDP, real-MNIST fits, the browser).
-test-fast: $(STAMP)
+test-fast: setup
 	$(PYTEST) -m "not slow"
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
+# The documentation site into site/ (tests/test_docs.py builds it with --strict too).
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
