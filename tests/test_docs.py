@@ -1,0 +1,61 @@
+"""The documentation: the site builds with --strict (a broken link or anchor fails), README's links into the
+repository and the docs resolve, and neither speaks of how the project was made."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from markdown.extensions.toc import slugify
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+PAGES = sorted((REPO / "docs").glob("*.md"))
+# Words about the making of the project rather than the project: a reader cannot open them.
+PROCESS_WORDS = re.compile(r"sessions?'|other sessions|engineer|the lead\b|lent to|/tmp/[a-z0-9]|issue [0-9]", re.I)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_site_builds_with_strict_links_and_anchors(tmp_path):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "results" / "index.html").is_file()
+    assert (tmp_path / "site" / "artifacts_digits" / "acc_curve.png").is_file()
+
+
+def _anchors(markdown_file: Path) -> set[str]:
+    text = re.sub(r"(?ms)^```.*?^```", "", markdown_file.read_text())
+    return {slugify(heading.strip(), "-") for heading in re.findall(r"(?m)^#{1,6} (.+)$", text)}
+
+
+def test_readme_links_resolve_to_files_and_headings():
+    broken = []
+    for target in LINK.findall(README.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = REPO / path if path else README
+        if not file.exists():
+            broken.append(target)
+        elif anchor and anchor not in _anchors(file):
+            broken.append(target)
+    assert not broken, f"README links that lead nowhere: {broken}"
+
+
+def test_readme_and_docs_say_nothing_of_how_the_project_was_made():
+    found = [
+        f"{file.relative_to(REPO)}:{number}: {line.strip()}"
+        for file in [README, *PAGES]
+        for number, line in enumerate(file.read_text().splitlines(), 1)
+        if PROCESS_WORDS.search(line)
+    ]
+    assert not found, "\n".join(found)
