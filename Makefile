@@ -11,7 +11,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 WEB_STAMP := web/node_modules/.installed
 TEST_SYSTEM_STAMP := $(VENV)/.installed-test-system
 
-.PHONY: setup browser postgres fonts train evaluate demo serve tune gpu-check gpu-check-cpu test test-fast lint \
+.PHONY: setup browser postgres fonts train evaluate figures demo serve tune gpu-check gpu-check-cpu test test-fast lint \
 	docs clean
 
 $(BIN)/python:
@@ -66,8 +66,14 @@ setup: $(DEV_STAMP) $(WEB_STAMP) $(TEST_SYSTEM_STAMP)
 train: $(PACKAGE_STAMP)
 	$(BIN)/lightning-digits fit
 
+# The reports, then the README and docs tables that artifacts_digits/summary.json holds.
 evaluate: $(PACKAGE_STAMP)
 	$(BIN)/lightning-digits evaluate
+	$(BIN)/python tools/render_figures.py
+
+# Rewrite the README and docs tables rendered from JSON (tests/test_docs.py fails when they differ).
+figures:
+	$(PYTHON) tools/render_figures.py
 
 demo: $(PACKAGE_STAMP) $(WEB_STAMP)
 	$(BIN)/lightning-digits demo

@@ -1,6 +1,9 @@
 """The documentation: the site builds with --strict (a broken link or anchor fails), README's links into the
-repository and the docs resolve, and neither speaks of how the project was made."""
+repository and the docs resolve, the tables rendered from JSON match it, and neither speaks of how the project
+was made."""
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -59,3 +62,24 @@ def test_readme_and_docs_say_nothing_of_how_the_project_was_made():
         if PROCESS_WORDS.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+def test_tables_rendered_from_json_match_it():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "render_figures.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_changed_figure_in_the_json_changes_the_rendered_table():
+    spec = importlib.util.spec_from_file_location("render_figures", REPO / "tools" / "render_figures.py")
+    render_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_figures)
+    summary = json.loads(render_figures.SUMMARY.read_text())
+    text = README.read_text()
+    assert "<!-- figures: committed-model -->" in text
+    summary["test_accuracy"] = 0.1234
+    assert "**0.1234**" in render_figures.render(text, summary)
