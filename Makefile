@@ -108,7 +108,7 @@ lint: $(DEV_STAMP)
 
 # The documentation site into site/ (tests/test_docs.py builds it with --strict too).
 docs: $(DOCS_STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache site
