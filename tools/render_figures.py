@@ -1,5 +1,6 @@
 """Render the tables of README.md and docs/ that a JSON file of the repository records, so that the two can
-never disagree: the committed model's table comes from artifacts_digits/summary.json, which `evaluate` writes.
+never disagree: the committed model's table and training time come from artifacts_digits/summary.json, which
+`evaluate` writes.
 
     python tools/render_figures.py            # rewrite every rendered block in place
     python tools/render_figures.py --check    # exit 1, naming the files, when a block differs from its JSON
@@ -18,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = REPO / "artifacts_digits" / "summary.json"
-TARGETS = [REPO / "README.md", REPO / "docs" / "results.md"]
+TARGETS = [REPO / "README.md", REPO / "docs" / "results.md", REPO / "docs" / "benchmarks.md"]
 BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
 
@@ -50,7 +51,14 @@ def committed_model(summary: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-RENDERERS = {"committed-model": committed_model}
+def committed_training(summary: dict) -> str:
+    return (
+        f"The committed model (`make train`; `artifacts_digits/summary.json`): {summary['epochs_run']} epochs in "
+        f"{summary['training_wall_seconds']:.1f} s on an {machine(summary['hardware'])}.\n"
+    )
+
+
+RENDERERS = {"committed-model": committed_model, "committed-training": committed_training}
 
 
 def render(text: str, summary: dict) -> str:
