@@ -19,7 +19,8 @@ from lightning_digits.atomic import disk_fault
 from lightning_digits.errors import UserError, exit_on_user_error, show_notices_on_stderr
 
 PROG = "lightning-digits"
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict", "distill")  # lightning_cli.py; distill.py (a fit)
+# lightning_cli.py; distill.py and adapt.py (each a fit of its own making)
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict", "distill", "adapt")
 # Commands that need no Trainer: plain functions whose signatures are their options, as "module:function",
 # imported only when chosen.
 PLAIN_COMMANDS = {
@@ -32,6 +33,7 @@ PLAIN_COMMANDS = {
     "serve": "lightning_digits.serving.server:serve",
     "tune": "lightning_digits.tuning.command:tune",
 }
+COMMAND_PRESETS = ("tune", "adapt")  # presets that their commands apply, not for `-c`
 LIST_POSITIONAL = ("ensemble",)  # commands whose first argument is a list of items typed one by one
 HELP = f"""usage: {PROG} [-h] COMMAND [OPTIONS]
 
@@ -43,6 +45,8 @@ Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, gri
 ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
 test/predict: test-time augmentation. fit --ema_decay D: an average of the weights.
 distill TEACHER... (-c fast by default): one network trained on an ensemble's probabilities and the labels.
+adapt DIGITS_DIR: a trained model learns your own handwriting in about a minute (a short fit from its weights on
+MNIST mixed with your digits, DIGITS_DIR/0/ ... 9/), with accuracy before and after, and its ONNX file.
 In the browser: demo (draw a digit; serves web/ and the ONNX model on localhost; --collect_dir DIR saves the
 digits you label). Over HTTP: serve (POST /predict with image uploads, a raw image body or base64 JSON; /docs
 for the API; --collect_dir DIR: POST /samples stores labelled digits; SIGHUP reloads the model).
@@ -88,8 +92,8 @@ def _run_plain(command: str, args: list[str]) -> None:
 
 
 def _run_lightning(args: list[str], read_argv: bool) -> None:
-    """`read_argv`: let Lightning read sys.argv itself (DDP's launcher re-runs it for each rank); `distill` always
-    passes its own arguments, those of the fit it makes of them."""
+    """`read_argv`: let Lightning read sys.argv itself (DDP's launcher re-runs it for each rank); `distill` and
+    `adapt` always pass their own arguments, those of the fit they make of them."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
@@ -97,6 +101,10 @@ def _run_lightning(args: list[str], read_argv: bool) -> None:
             from lightning_digits.distill import run_distill
 
             run_distill(args[1:])
+        elif args[0] == "adapt":
+            from lightning_digits.adapt import run_adapt
+
+            run_adapt(args[1:])
         else:
             from lightning_digits.lightning_cli import run_lightning
 
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in raw or os.environ.get("LIGHTNING_DIGITS_DEBUG", "") not in ("", "0")
     args = [arg for arg in raw if arg != "--debug"]
     if not args or args[0] in ("-h", "--help"):
-        print(HELP.format(presets=", ".join(name for name in presets.preset_names() if name != "tune")))
+        print(HELP.format(presets=", ".join(name for name in presets.preset_names() if name not in COMMAND_PRESETS)))
         return
     command = args[0]
     show_notices_on_stderr()

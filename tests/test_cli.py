@@ -24,6 +24,7 @@ from .conftest import REPO, TINY_MODEL, run_cli
 OWN_OPTIONS = {
     "fit": ["--trainer.max_epochs", "--model.lr", "--data.batch_size", "--ckpt_path", "--early_stopping.patience"],
     "distill": ["--teacher", "--temperature", "--teacher_weight", "--trainer.max_epochs", "--ema_decay"],
+    "adapt": ["--digits", "--start", "--data.extra_weight", "--data.extra_val_fraction", "--trainer.max_epochs"],
     "validate": ["--ckpt_path", "--trainer.limit_val_batches", "--data.data_dir"],
     "test": ["--ckpt_path", "--trainer.limit_test_batches", "--data.data_dir"],
     "predict": ["--ckpt_path", "--data.predict_path", "--trainer.limit_predict_batches"],
@@ -33,7 +34,7 @@ OWN_OPTIONS = {
     "grid": ["--checkpoint", "--samples", "--seed"],
     "demo": ["--artifacts_dir", "--host", "--port"],
 }
-LIGHTNING = ("fit", "validate", "test", "predict", "distill")
+LIGHTNING = ("fit", "validate", "test", "predict", "distill", "adapt")
 ONLY_IN = {"--trainer.max_epochs": LIGHTNING, "--baseline_subset": ("evaluate",), "--int8": ("export",),
            "--port": ("demo",), "--subset": ("baselines",), "--teacher_weight": ("distill",)}  # fmt: skip
 
@@ -100,6 +101,8 @@ NOT_LOADED = {
                         "lightning_digits.lightning_cli"),
     ("distill", "--help"): (("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
                             "lightning_digits.distill"),
+    # (adapt exports ONNX and tests before and after: onnxruntime and the reports are its own.)
+    ("adapt", "--help"): (("litserve", "fastapi", "optuna", "mlflow"), "lightning_digits.adapt"),
 }  # fmt: skip
 SHOW_MODULES = """import sys
 from lightning_digits.cli import main

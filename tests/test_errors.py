@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from .conftest import REPO, TINY_MODEL, synthetic_digits, write_dataset
+from .test_extra import write_user_digits
 
 SENTINELS = {"summary.json": '{"test_accuracy": 0.99}\n', "digits_cnn.onnx": "previous model"}
 
@@ -98,6 +99,23 @@ def _distill(tmp: Path, art: Path, *args: str) -> list[str]:
             "--trainer.fast_dev_run=1", *TINY_MODEL]  # fmt: skip
 
 
+def _adapt(tmp: Path, art: Path, digits: Callable[[Path], Path] | None, checkpoint: Path | None = None) -> list[str]:
+    """`adapt` of the digits that `digits` writes (none given when it is None) from `checkpoint` (a tiny one)."""
+    return ["adapt", *([str(digits(tmp / "mine"))] if digits else []),
+            f"--checkpoint={checkpoint or _teacher(tmp, 'start')}", f"--output_dir={art}",
+            f"--data.data_dir={_data(tmp)}", "--trainer.fast_dev_run=1"]  # fmt: skip
+
+
+def _digits(per_class: int = 3, classes: range = range(10)) -> Callable[[Path], Path]:
+    return lambda folder: write_user_digits(folder, per_class, classes)
+
+
+def _not_class_layout(folder: Path) -> Path:
+    write_user_digits(folder, 3)
+    (folder / "sevens").mkdir()
+    return folder
+
+
 CASES = [
     Case("truncated file",
          lambda t, a: _fit(t, a, _data(t, _rewrite("train-images-idx3-ubyte.gz",
@@ -158,6 +176,20 @@ CASES = [
          "a teacher network held out other validation images (--data.split_seed 7"),
     Case("distill at a temperature out of range",
          lambda t, a: _distill(t, a, str(_teacher(t, "a")), "--temperature=0"), "--temperature must be above 0"),
+    Case("adapt without digits", lambda t, a: _adapt(t, a, None),
+         "adapt needs your digits: a folder with a sub-folder of images per class"),
+    Case("adapt with a class missing", lambda t, a: _adapt(t, a, _digits(classes=range(9))),
+         "has no digits of class 9; adapt needs every class 0-9"),
+    Case("adapt with too few digits of a class", lambda t, a: _adapt(t, a, _digits(per_class=1)),
+         "too few digits of class 0 (1), 1 (1)"),
+    Case("adapt from a folder not in the class layout", lambda t, a: _adapt(t, a, _not_class_layout),
+         "is not a class folder (its name must be a class index"),
+    Case("adapt a checkpoint of another data set",
+         lambda t, a: _adapt(t, a, _digits(), _teacher(t, "f", dataset="fashion_mnist")),
+         "was trained on fashion_mnist; adapt teaches handwritten digits to a model of mnist"),
+    Case("adapt without a checkpoint",
+         lambda t, a: _adapt(t, a, _digits(), t / "none.ckpt"),
+         "none.ckpt does not exist; train first (`lightning-digits fit`) or pass --checkpoint"),
     Case("artifacts folder cannot be written",
          lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)), "cannot write to"),
 ]  # fmt: skip

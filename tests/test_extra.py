@@ -37,9 +37,11 @@ def test_every_class_folder_is_read_through_predicts_recipe(tmp_path):
 
 
 def test_a_stated_fraction_of_each_class_is_held_out_seeded():
-    labels = torch.tensor([0] * 10 + [1] * 7 + [2] * 1)
+    labels = torch.tensor([0] * 10 + [1] * 7 + [2] * 1 + [3] * 2)
     mask = held_out(labels, 0.2, seed=42)
-    assert [int(mask[labels == c].sum()) for c in range(3)] == [2, 1, 0]  # floor(0.2 * count)
+    # floor(0.2 * count), but one of a class of two, and none of a class of one
+    assert [int(mask[labels == c].sum()) for c in range(4)] == [2, 1, 0, 1]
+    assert not held_out(labels, 0.0, seed=42).any()
     assert torch.equal(mask, held_out(labels, 0.2, seed=42))
     assert not torch.equal(mask, held_out(labels, 0.2, seed=1))
 

@@ -1,7 +1,8 @@
 """A user's own digits joining training (`--data.extra_dir my_digits/`): one sub-folder per class, named for its
 index (0/ .. 9/), of any image files `predict` reads, each read by the same `load_digit` (MNIST's recipe).
 
-Of each class, a fixed fraction (rounded down, seeded) is held out into the validation set; the rest joins the
+Of each class, a fixed fraction (rounded down, but at least one of a class of two or more; seeded) is held out into
+the validation set; the rest joins the
 training set, repeated so that it makes about `weight` of each epoch's images: a few hundred digits would
 otherwise be lost among 55,000. Knows nothing of the model or of Lightning.
 """
@@ -60,12 +61,14 @@ def read_extra_dir(folder: Path | str, num_classes: int = 10) -> ExtraDigits:
 
 
 def held_out(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
-    """A boolean mask of the images that go to validation: floor(fraction * count) of each class, seeded."""
+    """A boolean mask of the images that go to validation, seeded: of each class floor(fraction * count), but at
+    least one where there are two or more (so that every class is tested), and never all of them."""
     generator = torch.Generator().manual_seed(seed)
     mask = torch.zeros(len(labels), dtype=torch.bool)
     for label in labels.unique():
         members = torch.nonzero(labels == label).flatten()
-        chosen = members[torch.randperm(len(members), generator=generator)[: int(fraction * len(members))]]
+        count = min(len(members) - 1, max(1, int(fraction * len(members)))) if fraction > 0 else 0
+        chosen = members[torch.randperm(len(members), generator=generator)[:count]]
         mask[chosen] = True
     return mask
 
