@@ -7,6 +7,7 @@ import csv
 import yaml
 
 from lightning_digits import presets
+from lightning_digits.checkpoints import load_checkpoint
 
 from .conftest import REPO
 
@@ -58,7 +59,7 @@ def test_the_best_preset_trains_its_three_block_network_with_its_one_cycle_sched
     art = tmp_path / "art"
     fit = cli(
         "fit", "-c", "best", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
-        f"--artifacts_dir={art}", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
+        f"--artifacts_dir={art}", "--trainer.max_epochs=3", "--trainer.limit_train_batches=3",
     )  # fmt: skip
     assert fit.code == 0, fit.err[-3000:]
     config = yaml.safe_load((art / "logs" / "version_0" / "config.yaml").read_text())
@@ -67,4 +68,17 @@ def test_the_best_preset_trains_its_three_block_network_with_its_one_cycle_sched
     assert preset["early_stopping"]["patience"] > preset["trainer"]["max_epochs"], "a one-cycle run goes to its end"
     with open(art / "logs" / "version_0" / "metrics.csv") as log:
         validations = [row for row in csv.DictReader(log) if row["val_acc"]]
-    assert len(validations) == 2, "validated after each of the two epochs"
+    assert len(validations) == 3, "validated after each of the three epochs"
+    # The checkpoint that evaluate, export and serve use is the epoch of the best validation accuracy (the first
+    # of equals), not of the lowest validation loss, which label smoothing keeps from falling.
+    accuracies = [float(row["val_acc"]) for row in validations]
+    assert load_checkpoint(art / "digits_cnn.ckpt").epoch == accuracies.index(max(accuracies))
+
+
+def test_the_one_cycle_presets_keep_the_checkpoint_of_the_best_validation_accuracy(cli):
+    for preset in ("fast", "best"):
+        shown = cli("fit", "-c", preset, "--print_config")
+        assert shown.code == 0, shown.err
+        assert yaml.safe_load(shown.out)["checkpoint"] | {"dirpath": None} == {
+            "dirpath": None, "monitor": "val_acc", "mode": "max"
+        }  # fmt: skip
