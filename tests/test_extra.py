@@ -36,6 +36,15 @@ def test_every_class_folder_is_read_through_predicts_recipe(tmp_path):
     assert np.array_equal(extra.images[7].numpy(), expected)
 
 
+def test_hidden_files_and_folders_are_not_digits(tmp_path, notices):
+    folder = write_user_digits(tmp_path / "mine", per_class=2, classes=range(2))
+    (folder / "1" / "d0.png").rename(folder / "1" / ".d0.png.k2x9f.png")  # a writer killed mid-write left it
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".collect.lock").write_text("")
+    assert read_extra_dir(folder).labels.tolist() == [0, 0, 1]
+    assert "skipping" not in notices()
+
+
 def test_a_stated_fraction_of_each_class_is_held_out_seeded():
     labels = torch.tensor([0] * 10 + [1] * 7 + [2] * 1 + [3] * 2)
     mask = held_out(labels, 0.2, seed=42)

@@ -133,6 +133,7 @@ def test_folder_listing_skips_other_files_with_a_notice(tmp_path, notices):
     save(draw_seven(), tmp_path / "b.png")
     save(draw_seven(), tmp_path / "a.JPG")
     (tmp_path / "notes.txt").write_text("hi")
+    save(draw_seven(), tmp_path / ".b.png.k2x9f.png")  # an atomic writer's temporary file, its writer killed
     found = find_images(str(tmp_path))
     assert [p.name for p in found] == ["a.JPG", "b.png"]
     assert f"skipping {tmp_path / 'notes.txt'}: not a" in notices()

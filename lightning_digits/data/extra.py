@@ -37,6 +37,8 @@ def read_extra_dir(folder: Path | str, num_classes: int = 10) -> ExtraDigits:
     names = [str(i) for i in range(num_classes)]
     images, labels = [], []
     for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue  # hidden: a collection's lock file, an editor's folder, a writer's temporary file
         if not entry.is_dir():
             _log.warning("data.extra_dir: skipping %s: not a class folder", entry)
             continue
@@ -45,7 +47,7 @@ def read_extra_dir(folder: Path | str, num_classes: int = 10) -> ExtraDigits:
                 f"data.extra_dir: {entry} is not a class folder (its name must be a class index, 0 to "
                 f"{num_classes - 1}); rename it or move it out of {folder}"
             )
-        paths = [p for p in sorted(entry.iterdir()) if p.is_file()]
+        paths = [p for p in sorted(entry.iterdir()) if p.is_file() and not p.name.startswith(".")]
         if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in paths):
             raise UserError(
                 f"data.extra_dir: {entry} has no {'/'.join(IMAGE_SUFFIXES)} images; add some or remove the folder"

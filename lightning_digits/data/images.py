@@ -34,10 +34,12 @@ _log = logging.getLogger(__name__)
 
 
 def find_images(path_or_glob: str) -> list[Path]:
-    """Image files under a folder (sorted) or matched by a glob; other files are skipped with a notice."""
+    """Image files under a folder (sorted) or matched by a glob; other files are skipped with a notice. Hidden
+    files are not a user's images (an atomic writer's temporary `.name.XXXX.png`, left by a writer killed
+    mid-write, is one): a folder's are passed over, as a glob's `*` passes them over."""
     path = Path(path_or_glob)
     if path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.is_file())
+        candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     elif path.is_file():
         candidates = [path]
     else:
