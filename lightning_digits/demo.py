@@ -38,14 +38,19 @@ mimetypes.add_type("application/wasm", ".wasm")
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def __init__(self, *args, model: Path, metadata: bytes, collect: Collect, **kwargs) -> None:
-        self.model, self.metadata, self.collect = model, metadata, collect
+    def __init__(self, *args, model: Path, collect: Collect, **kwargs) -> None:
+        self.model, self.collect = model, collect
         super().__init__(*args, directory=str(WEB_DIR), **kwargs)
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server naming
         path = self.path.split("?", 1)[0]
         if path == "/model/metadata.json":
-            self._send(self.metadata, "application/json")
+            # Read again for every page load, as the model is: a model that `adapt` or `export` rewrote in this
+            # folder is the one a reloaded page runs and names.
+            try:
+                self._send(json.dumps(read_metadata(self.model)).encode(), "application/json")
+            except UserError as exc:
+                self.send_error(500, str(exc))
         elif path == f"/model/{artifacts.ONNX_MODEL}":
             self._send(self.model.read_bytes(), "application/octet-stream")
         elif path == SAMPLES_PATH:
@@ -87,6 +92,16 @@ class _Handler(SimpleHTTPRequestHandler):
         pass  # a request log per file would drown the one line that matters: the address
 
 
+def read_metadata(model: Path) -> dict[str, str]:
+    """The ONNX file's metadata (class names, accuracy, ...), which onnxruntime-web cannot read itself."""
+    import onnx  # here, not above: `demo --help` needs none of it
+
+    try:
+        return {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
+        raise UserError(f"{model}: not a loadable ONNX model ({exc}); export it again") from exc
+
+
 def make_server(
     artifacts_dir: str,
     host: str = "127.0.0.1",
@@ -102,19 +117,14 @@ def make_server(
             f"the page's onnxruntime-web files are missing from {ORT_WEB_DIR}; in a checkout run `npm ci --prefix "
             "web` (or `make setup`); a wheel carries them only when it was built after that"
         )
-    import onnx  # here, not above: `demo --help` needs none of it
-
-    try:
-        metadata = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-    except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
-        raise UserError(f"{model}: not a loadable ONNX model ({exc}); export it again") from exc
+    read_metadata(model)  # a corrupt file ends here, as one line
     check_ranges("--", {"collect_limit": (collect_limit, collect_limit >= 1, "at least 1")})
     if collect_dir is not None:
         ensure_writable_dir(collect_dir, "--collect_dir")
     samples = Samples(collect_dir, collect_limit) if collect_dir else None
     # The limits of `serve`'s defaults: the page's drawing is a few kilobytes.
     collect = Collect(samples, BodyRules(MAX_BODY_BYTES, MAX_IMAGES, BODY_TIMEOUT_S), MAX_PIXELS, MAX_REQUEST_PIXELS)
-    handler = functools.partial(_Handler, model=model, metadata=json.dumps(metadata).encode(), collect=collect)
+    handler = functools.partial(_Handler, model=model, collect=collect)
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as exc:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -487,6 +488,32 @@ def test_the_pages_server_answers_samples_with_the_same_code(tmp_path):
             stored = post_sample(session, generated_digit(2), "2")
             assert stored.status_code == 200 and (collected / stored.json()["file"]).read_bytes() == generated_digit(2)
             assert session.get("/samples").json()["counts"]["2"] == 1
+    finally:
+        demo.shutdown()
+        demo.server_close()
+
+
+def test_the_pages_server_hands_out_the_model_in_its_folder_now(tmp_path):
+    """`adapt` or `export` rewriting the page's model: a reloaded page gets the new file and its metadata."""
+    import onnx
+
+    from lightning_digits.demo import ORT_WEB_DIR, serve_in_background
+
+    if not (ORT_WEB_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("web/node_modules missing: `make setup`")
+    shutil.copy(MODEL, tmp_path / "digits_cnn.onnx")
+    demo, address = serve_in_background(str(tmp_path))
+    try:
+        with httpx.Client(base_url=address, timeout=TIMEOUT) as session:
+            assert session.get("/model/metadata.json").json()["class_names"] == json.dumps([str(d) for d in range(10)])
+            adapted = onnx.load(str(MODEL))
+            onnx.helper.set_model_props(adapted, {"class_names": json.dumps([str(d) for d in range(10)]),
+                                                  "adapted_from": "digits_cnn.ckpt"})  # fmt: skip
+            atomic_model = tmp_path / "next.onnx"
+            onnx.save(adapted, str(atomic_model))
+            atomic_model.replace(tmp_path / "digits_cnn.onnx")
+            assert session.get("/model/metadata.json").json()["adapted_from"] == "digits_cnn.ckpt"
+            assert session.get("/model/digits_cnn.onnx").content == (tmp_path / "digits_cnn.onnx").read_bytes()
     finally:
         demo.shutdown()
         demo.server_close()
