@@ -145,7 +145,7 @@ def demo(
         host: the address to listen on.
         port: the port to listen on (0 picks a free one).
         collect_dir: a folder where the page saves each drawing the user confirms or corrects, as a PNG file in
-            DIR/<label>/, for `fit --data.extra_dir`; without it the page saves nothing.
+            DIR/<label>/, for `adapt DIR`; without it the page saves nothing.
         collect_limit: the most files a class folder of --collect_dir may hold.
     """
     server = make_server(artifacts_dir, host, port, collect_dir, collect_limit)

@@ -91,7 +91,7 @@ SAMPLE_ERRORS = {
     "507": "The disk refused the write (full, read-only); nothing was written.",
 }
 SAMPLE_DESCRIPTION = (
-    "Store a person's digit with its label, for `fit --data.extra_dir`: the image is checked as "
+    "Store a person's digit with its label, for `lightning-digits adapt DIR`: the image is checked as "
     "/predict checks it (the same limits; it must hold ink), then written atomically as a PNG file under a new "
     "name in `<collect_dir>/<label>/`; nothing is ever overwritten. Only with `serve --collect_dir DIR`."
 )

@@ -1,5 +1,5 @@
-"""A person's labelled digits, collected in a folder of the class layout (DIR/0/ .. DIR/9/, as `fit
---data.extra_dir` reads it): store one image as a PNG file under a new name, atomically and never over
+"""A person's labelled digits, collected in a folder of the class layout (DIR/0/ .. DIR/9/, as `adapt DIR` and
+`fit --data.extra_dir` read it): store one image as a PNG file under a new name, atomically and never over
 another file, up to a cap per class; count each class. Both doors use it, the page's server (`demo
 --collect_dir`) and POST /samples (`serve --collect_dir`), from any number of processes at once.
 Knows nothing of HTTP, the model or torch.

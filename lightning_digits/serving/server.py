@@ -98,7 +98,7 @@ def serve(
         max_image_pixels: the most pixels one image may have (else 422).
         max_request_pixels: the most pixels all the images of one request may have together (else 413).
         collect_dir: a folder where POST /samples (an image file and its label 0-9, multipart) stores each digit
-            as a PNG file in DIR/<label>/, for `fit --data.extra_dir`; off if not given.
+            as a PNG file in DIR/<label>/, for `adapt DIR`; off if not given.
         collect_limit: the most files a class folder of --collect_dir may hold (else 409).
     """
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
