@@ -11,8 +11,6 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, EMAWeightAveraging, ModelCheckpoint
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
-from lightning.pytorch.trainer.connectors.signal_connector import _get_sigkill_signal
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -20,6 +18,7 @@ from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
 from lightning_digits.data.augment import rank_seed
 from lightning_digits.errors import NOTICES, UserError
+from lightning_digits.lightning_internals import kill_other_ranks, save_without_barrier
 from lightning_digits.predictions import predictions_csv
 
 
@@ -79,9 +78,7 @@ class InterruptCheckpoint(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         fitting = trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0
         if fitting and trainer.is_global_zero and not isinstance(exception, UserError):
-            # trainer.save_checkpoint without its closing barrier (the dump itself is collective-free under DDP).
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-            trainer.strategy.save_checkpoint(checkpoint, self.path)
+            save_without_barrier(trainer, self.path)
 
 
 class EndEveryRank(Callback):
@@ -102,9 +99,7 @@ class EndEveryRank(Callback):
                 f"rank {trainer.global_rank} of {trainer.world_size} failed with {type(exception).__name__}: "
                 f"{exception}; ending every rank"
             )
-        launcher = trainer.strategy.launcher
-        if isinstance(launcher, _SubprocessScriptLauncher):  # it holds the other ranks' processes on rank 0 only
-            launcher.kill(_get_sigkill_signal())
+        kill_other_ranks(trainer)
 
 
 class StopOnSigterm(Callback):

@@ -38,6 +38,7 @@ from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints  
 from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
 from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
 from lightning_digits.errors import UserError, check_ranges  # noqa: E402
+from lightning_digits.lightning_internals import saved_with_weight_averaging  # noqa: E402
 from lightning_digits.models.lit import LitDigits  # noqa: E402
 from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers  # noqa: E402
 from lightning_digits.tracking.runs import MlflowSettings  # noqa: E402
@@ -180,7 +181,8 @@ def _check_resume_keeps_the_average(config) -> None:  # noqa: ANN001 - a jsonarg
     resumed without the option, training would go on from the average, silently another run."""
     path = Path(config.final_checkpoint.dirpath) / artifacts.FINAL_CHECKPOINT
     path = path if config.ckpt_path == "last" else Path(config.ckpt_path)
-    if path.is_file() and "current_model_state" in torch.load(path, map_location="cpu", weights_only=True, mmap=True):
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path.is_file() else {}
+    if saved_with_weight_averaging(saved):
         raise UserError(f"{path} was saved by a fit with --ema_decay (an average of the weights); resume it with the "
                         "same --ema_decay")  # fmt: skip
 

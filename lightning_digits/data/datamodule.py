@@ -14,7 +14,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_digits.data.augment import AffineRanges, as_model_input, random_affine, rank_seed
@@ -24,6 +23,7 @@ from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.data.ink import InkRanges, random_ink
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
 from lightning_digits.errors import UserError, check_ranges
+from lightning_digits.lightning_internals import UnrepeatedDistributedSampler
 
 VAL_SIZE, SPLIT_SEED = 5000, 42  # the validation split `fit` holds out unless told otherwise
 

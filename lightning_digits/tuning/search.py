@@ -106,12 +106,16 @@ class _Pruning(PyTorchLightningPruningCallback):
     """optuna-integration's callback, except at the last epoch: stopping there saves nothing and would throw
     away a finished trial's result. Its value is still reported, for the plots of values per epoch."""
 
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        super().__init__(trial, monitor)
+        self.trial = trial  # the parent keeps it as a private attribute
+
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         score = trainer.callback_metrics.get(self.monitor)
         if trainer.sanity_checking or score is None or trainer.current_epoch + 1 < (trainer.max_epochs or 0):
             super().on_validation_end(trainer, pl_module)
         else:
-            self._trial.report(score.item(), step=trainer.current_epoch)
+            self.trial.report(score.item(), step=trainer.current_epoch)
 
 
 def _objective(plan: Plan):  # noqa: ANN202 - Optuna's objective

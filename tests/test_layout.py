@@ -1,0 +1,44 @@
+"""Rules of the code's layout that no single feature test would notice breaking: Lightning's private API is used in
+lightning_internals.py alone, and another Lightning release is refused there in one line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lightning_digits import lightning_internals
+from lightning_digits.errors import UserError
+
+from .conftest import REPO
+
+PACKAGE = REPO / "lightning_digits"
+# A private name imported from Lightning, Lightning's internal `overrides` package, a private attribute of the
+# Trainer or its strategy, or EMAWeightAveraging's undocumented checkpoint key.
+PRIVATE = re.compile(
+    r"from lightning[\w.]* import [^\n#]*\b_[A-Za-z]"
+    r"|lightning\.pytorch\.overrides"
+    r"|\b(trainer|strategy|launcher)\._[a-z]"
+    r"|[\"']current_model_state[\"']"
+)
+
+
+def test_lightnings_private_api_is_used_in_one_module_only():
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "lightning_internals.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE.search(line)
+    ]
+    assert not found, "move these into lightning_digits/lightning_internals.py:\n" + "\n".join(found)
+    assert PRIVATE.search((PACKAGE / "lightning_internals.py").read_text()), "the pattern no longer finds them"
+
+
+def test_another_lightning_release_is_one_line_naming_the_supported_one():
+    lightning_internals.check_version(lightning_internals.SUPPORTED[0])
+    with pytest.raises(UserError) as refused:
+        lightning_internals.check_version("2.7.0")
+    message = str(refused.value)
+    assert "\n" not in message and "not the installed 2.7.0" in message
+    assert f"pip install lightning=={lightning_internals.SUPPORTED[0]}" in message
