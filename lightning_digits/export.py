@@ -12,6 +12,8 @@ import copy
 import json
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +126,22 @@ class _Calibration(CalibrationDataReader):
         return next(self.batches, None)
 
 
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice ("consider pre-processing") through the root logger: drop its records
+    below ERROR while it runs, and nothing else's (the caller's logging is left as it was)."""
+
+    def not_advice(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(not_advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(not_advice)
+
+
 def quantize_int8(fp32_model: Path | str, output: Path | str, calibration_images: np.ndarray) -> None:
     """Static int8 quantization with onnxruntime's tools: per-channel int8 weights, uint8 activations whose
     ranges come from `calibration_images` (float32 [N, 1, 28, 28], training images, not test images).
@@ -131,9 +149,8 @@ def quantize_int8(fp32_model: Path | str, output: Path | str, calibration_images
     # The model itself, not its path: given a path, onnxruntime writes a scratch copy beside it (into the
     # artifacts folder, left there when that write fails); given a model, into a temporary folder it removes.
     model = onnx.load(str(fp32_model))
-    with atomic_path(output) as tmp, warnings.catch_warnings():
+    with atomic_path(output) as tmp, warnings.catch_warnings(), _quiet_quantizer():
         warnings.simplefilter("ignore")
-        logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" advice, printed via root logger
         quantize_static(
             model, str(tmp), _Calibration(calibration_images), quant_format=QuantFormat.QOperator,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 
@@ -178,7 +179,10 @@ def test_int8_model_that_loses_accuracy_is_refused(tmp_path, monkeypatch):
     net = DigitsCNN(Architecture(channels=(8, 16), hidden=32)).eval()
     images = _images(50)
     export_onnx(net, tmp_path / "m.onnx", [str(d) for d in range(10)], images)
+    root = logging.getLogger()
+    level, filters = root.level, list(root.filters)
     export_module.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", images)
+    assert (root.level, root.filters) == (level, filters), "the caller's logging is left as it was"
     monkeypatch.setattr(export_module, "MAX_INT8_ACCURACY_LOSS", -1.0)
     labels = np.arange(50) % 10
     with pytest.raises(ExportCheckFailed, match="int8 model loses"):
