@@ -9,8 +9,9 @@ Works on float batches [N, 1, H, W] in [0, 1], white ink on black. Knows nothing
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from lightning_digits.data.augment import apply_affine
 
 # The steepest shear corrected (tan 45 degrees): a wide, flat mark has almost no vertical spread, and its
 # moment ratio would otherwise shear it across the whole canvas.
@@ -20,7 +21,7 @@ MAX_SHEAR = 1.0
 def deskew(images: torch.Tensor) -> torch.Tensor:
     """Shear each image by -mu11/mu02 (its second moments about the centre of mass, in grid units) about the
     centre of mass's row, sampling bilinearly; an upright digit (mu11 = 0) is returned as it is."""
-    n, _, height, width = images.shape
+    height, width = images.shape[-2:]
     # affine_grid's normalised coordinates of the pixel centres (align_corners=False), as [H, 1] and [1, W].
     ys = (torch.arange(height, device=images.device, dtype=images.dtype) * 2 + 1) / height - 1
     xs = (torch.arange(width, device=images.device, dtype=images.dtype) * 2 + 1) / width - 1
@@ -37,8 +38,7 @@ def deskew(images: torch.Tensor) -> torch.Tensor:
     theta = torch.stack(
         [torch.stack([ones, shear, -shear * cy], dim=1), torch.stack([zeros, ones, zeros], dim=1)], dim=1
     )
-    grid = F.affine_grid(theta, [n, 1, height, width], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return apply_affine(images, theta)
 
 
 class Deskew(nn.Module):
