@@ -14,9 +14,8 @@ import argparse
 import json
 import time
 
-from tta import validation_split  # bench/ is on sys.path when this script runs
-
 from lightning_digits.checkpoints import load_members
+from lightning_digits.data.datamodule import fit_validation_set
 from lightning_digits.evaluation.report import test_pass
 from lightning_digits.models.averaging import Averaged
 
@@ -26,7 +25,7 @@ def main() -> None:
     parser.add_argument("members", nargs="+", help="checkpoints, or folders searched for digits_cnn.ckpt")
     args = parser.parse_args()
     paths, members = load_members(args.members)
-    images, labels = validation_split(members[0].data_hparams)
+    images, labels = fit_validation_set(members[0].data_hparams)
     rows = []
     for path, member in [*zip(map(str, paths), [m.net for m in members], strict=True),
                          ("average", Averaged([m.net for m in members]))]:  # fmt: skip

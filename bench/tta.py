@@ -16,18 +16,9 @@ import statistics
 import time
 
 from lightning_digits.checkpoints import load_checkpoint
-from lightning_digits.data.datamodule import DigitsDataModule
+from lightning_digits.data.datamodule import fit_validation_set
 from lightning_digits.evaluation.report import test_pass
 from lightning_digits.models.averaging import VIEW_SETS, with_views
-
-
-def validation_split(data_hparams: dict) -> tuple:
-    """The (images, labels) that this checkpoint's fit validated on, as numpy uint8 and int."""
-    keys = ("dataset", "data_dir", "val_size", "split_seed", "train_subset")
-    module = DigitsDataModule(**{k: data_hparams[k] for k in keys if k in data_hparams}, download=False)
-    module.setup("fit")
-    images, labels = module.val_set.tensors
-    return images.numpy(), labels.numpy()
 
 
 def main() -> None:
@@ -38,7 +29,7 @@ def main() -> None:
     rows: dict[str, list[dict]] = {name: [] for name in args.view_sets}
     for path in args.checkpoints:
         loaded = load_checkpoint(path)
-        images, labels = validation_split(loaded.data_hparams)
+        images, labels = fit_validation_set(loaded.data_hparams)
         for name in args.view_sets:
             start = time.perf_counter()
             accuracy = test_pass(with_views(loaded.net, name), images, labels).accuracy

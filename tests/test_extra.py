@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from lightning_digits.data.datamodule import DigitsDataModule
+from lightning_digits.data.datamodule import DigitsDataModule, fit_validation_set
 from lightning_digits.data.extra import held_out, read_extra_dir, repeats
 from lightning_digits.data.images import load_digit
 from lightning_digits.errors import UserError
@@ -136,3 +136,14 @@ def test_the_command_says_it_in_one_line(cli, tmp_path, tiny_data):
 def test_out_of_range_weights_are_refused(kwargs):
     with pytest.raises(UserError, match=next(iter(kwargs))):
         DigitsDataModule(**kwargs)
+
+
+def test_a_fits_validation_set_is_rebuilt_with_its_held_out_digits(tmp_path, tiny_data):
+    """What benches choose on after a fit (bench/tta.py, bench/teacher.py): the split and the extra digits' part."""
+    mine = write_user_digits(tmp_path / "mine", per_class=5)
+    saved = {"data_dir": str(tiny_data), "val_size": 50, "split_seed": 3, "extra_dir": str(mine), "download": True}
+    saved["_instantiator"] = "lightning.pytorch.cli.instantiate_module"  # as a checkpoint records it
+    images, labels = fit_validation_set(saved)
+    dm = DigitsDataModule(data_dir=str(tiny_data), download=False, val_size=50, split_seed=3, extra_dir=str(mine))
+    dm.setup("fit")
+    assert len(labels) == 50 + 10 and np.array_equal(images, dm.val_set.tensors[0].numpy())

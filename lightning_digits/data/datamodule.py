@@ -8,6 +8,8 @@ Knows nothing of the model.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -198,3 +200,14 @@ class DigitsDataModule(pl.LightningDataModule):
             rank = self.trainer.global_rank if self.trainer is not None else 0
             self._augment_generator = torch.Generator(device).manual_seed(rank_seed(torch.initial_seed(), rank))
         return self._augment_generator
+
+
+def fit_validation_set(data_hparams: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """The (images, labels) a fit validated on, rebuilt from its checkpoint's data settings, all of them (the
+    split, and the held-out part of --data.extra_dir's digits): what benches choose on after a fit. Never downloads."""
+    accepted = inspect.signature(DigitsDataModule).parameters
+    settings = {k: v for k, v in data_hparams.items() if k in accepted and k != "download"}
+    module = DigitsDataModule(**settings, download=False)
+    module.setup("fit")
+    images, labels = module.val_set.tensors
+    return images.numpy(), labels.numpy()
