@@ -144,10 +144,21 @@ def mnist_c_suite(args: argparse.Namespace, probabilities: Probabilities) -> Non
     worst = min(rows, key=lambda name: rows[name]["network"])
     print(f"{'mean':>14} " + " ".join(f"{value:8.4f}" for value in mean.values()))
     print(f"{'clean':>14} " + " ".join(f"{value:8.4f}" for value in clean.values()))
-    print(json.dumps({
-        "model": args.model, "suite": "mnist-c", "split": args.split, "seed": seed, "images": len(labels),
-        "clean": clean, "mean": mean, "worst": {"corruption": worst, **rows[worst]}, "corruptions": rows,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "suite": "mnist-c",
+                "split": args.split,
+                "seed": seed,
+                "images": len(labels),
+                "clean": clean,
+                "mean": mean,
+                "worst": {"corruption": worst, **rows[worst]},
+                "corruptions": rows,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -217,16 +228,24 @@ def ood_suite(args: argparse.Namespace, probabilities: Probabilities) -> None:
     print(f"\n{'part':>6} " + " ".join(f"{digit:>6}" for digit in range(10)))
     for part in by_part:
         print(f"{part:>6} " + " ".join(f"{by_class[(part, digit)]['accuracy']:6.3f}" for digit in range(10)))
-    print("\nmost frequent mistakes (part: true -> predicted, count): " + ", ".join(
-        f"{part}: {true} -> {guess} x{n}" for (part, true, guess), n in mistakes.most_common(8)
-    ))  # fmt: skip
-    print(json.dumps({
-        "model": args.model, "mnist_test": mnist_accuracy, "per_class": args.per_class, "seed": args.seed,
-        "ood": {part: row["accuracy"] for part, row in by_part.items()},
-        "ood_source": {f"{part}/{source}": row["accuracy"] for (part, source), row in by_source.items()},
-        "ood_family": {f"{part}/{family}": row["accuracy"] for (part, family), row in by_family.items()},
-        "ood_class": {f"{part}/{digit}": row["accuracy"] for (part, digit), row in by_class.items()},
-    }))  # fmt: skip
+    print(
+        "\nmost frequent mistakes (part: true -> predicted, count): "
+        + ", ".join(f"{part}: {true} -> {guess} x{n}" for (part, true, guess), n in mistakes.most_common(8))
+    )
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "mnist_test": mnist_accuracy,
+                "per_class": args.per_class,
+                "seed": args.seed,
+                "ood": {part: row["accuracy"] for part, row in by_part.items()},
+                "ood_source": {f"{part}/{source}": row["accuracy"] for (part, source), row in by_source.items()},
+                "ood_family": {f"{part}/{family}": row["accuracy"] for (part, family), row in by_family.items()},
+                "ood_class": {f"{part}/{digit}": row["accuracy"] for (part, digit), row in by_class.items()},
+            }
+        )
+    )
 
 
 def adapt_to(model: str, digits: Path, out: Path, adapt_args: list[str]) -> dict:
@@ -280,6 +299,7 @@ def _index(digit: RenderedDigit) -> int:
 
 
 def hands_suite(args: argparse.Namespace) -> None:
+    from lightning_digits.evaluation.run_info import environment
     from lightning_digits.onnx_predictor import OnnxDigits
 
     families = installed_families(args.part if args.part in ("choose", "report") else "report")
@@ -356,6 +376,8 @@ def hands_suite(args: argparse.Namespace) -> None:
                 "per_class": args.per_class,
                 "seed": args.seed,
                 "adapt_args": args.adapt_args,
+                "tested": len(tested),
+                **environment(),
                 "by_k": summary,
                 "runs": rows,
             }

@@ -82,4 +82,5 @@ def test_a_changed_figure_in_the_json_changes_the_rendered_table():
     text = README.read_text()
     assert "<!-- figures: committed-model -->" in text
     summary["test_accuracy"] = 0.1234
-    assert "**0.1234**" in render_figures.render(text, summary)
+    sources = {name: json.loads(path.read_text()) for name, path in render_figures.SOURCES.items() if path.is_file()}
+    assert "**0.1234**" in render_figures.render(text, {**sources, "summary": summary})

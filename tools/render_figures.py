@@ -1,6 +1,7 @@
 """Render the tables of README.md and docs/ that a JSON file of the repository records, so that the two can
 never disagree: the committed model's table and training time come from artifacts_digits/summary.json, which
-`evaluate` writes.
+`evaluate` writes; the per-hand table of `adapt` from docs/results/hands.json, the JSON line that
+`bench/robustness.py --suite hands` prints.
 
     python tools/render_figures.py            # rewrite every rendered block in place
     python tools/render_figures.py --check    # exit 1, naming the files, when a block differs from its JSON
@@ -19,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = REPO / "artifacts_digits" / "summary.json"
+SOURCES = {"summary": SUMMARY, "hands": REPO / "docs" / "results" / "hands.json"}
 TARGETS = [REPO / "README.md", REPO / "docs" / "results.md", REPO / "docs" / "benchmarks.md"]
 BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
@@ -58,13 +60,42 @@ def committed_training(summary: dict) -> str:
     )
 
 
-RENDERERS = {"committed-model": committed_model, "committed-training": committed_training}
+def hands(run: dict) -> str:
+    """Accuracy on a hand's other digits against the digits per class that `adapt` learnt."""
+    rows = [
+        "| digits per class learnt (k) | mean of the hands | worst hand | MNIST test after | seconds per adapt |",
+        "| --- | --- | --- | --- | --- |",
+        f"| 0 (the model as trained) | {next(iter(run['by_k'].values()))['before']:.4f} | | | |",
+    ]
+    for k, row in run["by_k"].items():
+        rows.append(
+            f"| {k} | **{row['mean']:.4f}** | {row['worst']:.4f} ({row['worst_family']}) | {row['mnist_test']:.4f} "
+            f"| {row['seconds']:.1f} |"
+        )
+    families = sorted({r["family"] for r in run["runs"]})
+    rows.append("")
+    rows.append(
+        f"From `docs/results/hands.json`: the {run['part']} part's {len(families)} hands, {run['tested']} digits "
+        f"of each read after every k; {machine(run['hardware'])}."
+    )
+    return "\n".join(rows) + "\n"
 
 
-def render(text: str, summary: dict) -> str:
+RENDERERS = {  # block name -> (its JSON source in SOURCES, the function that renders it)
+    "committed-model": ("summary", committed_model),
+    "committed-training": ("summary", committed_training),
+    "hands": ("hands", hands),
+}
+
+
+def render(text: str, sources: dict[str, dict]) -> str:
+    """`text` with every block rendered from `sources` (SOURCES' names -> their JSON)."""
+
     def replace(match: re.Match) -> str:
-        body = RENDERERS[match["name"]](summary)
-        return f"{match.group(1)}{body}{match.group(4)}"
+        source, renderer = RENDERERS[match["name"]]
+        if source not in sources:
+            raise SystemExit(f"the block {match['name']!r} is rendered from {SOURCES[source]}, which does not exist")
+        return f"{match.group(1)}{renderer(sources[source])}{match.group(4)}"
 
     return BLOCK.sub(replace, text)
 
@@ -73,18 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report blocks that differ from their JSON")
     args = parser.parse_args(argv)
-    summary = json.loads(SUMMARY.read_text())
+    sources = {name: json.loads(path.read_text()) for name, path in SOURCES.items() if path.is_file()}
     stale = []
     for target in TARGETS:
         text = target.read_text()
-        rendered = render(text, summary)
+        rendered = render(text, sources)
         if rendered != text:
             stale.append(target.relative_to(REPO))
             if not args.check:
                 target.write_text(rendered)
     if args.check and stale:
         names = ", ".join(map(str, stale))
-        print(f"{names}: tables differ from {SUMMARY.relative_to(REPO)}; run python tools/render_figures.py")
+        print(
+            f"{names}: tables differ from their JSON ({', '.join(str(p.relative_to(REPO)) for p in SOURCES.values())})"
+            "; run python tools/render_figures.py"
+        )
         return 1
     return 0
 
