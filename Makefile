@@ -105,6 +105,7 @@ test-fast: setup
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The documentation site into site/ (tests/test_docs.py builds it with --strict too).
 docs: $(DOCS_STAMP)

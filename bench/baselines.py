@@ -50,8 +50,10 @@ def main() -> None:
             results.append({"model": name, "settings": settings, "accuracy": accuracy, "fit_seconds": seconds})
             print(f"{name:22} {settings:9} {accuracy:9.4f} {seconds:7.1f}", flush=True)
     total = {s: sum(r["fit_seconds"] for r in results if r["settings"] == s) for s in ("default", "ours")}
-    print(f"total fit time: default {total['default']:.1f} s, ours {total['ours']:.1f} s "
-          f"({total['default'] / total['ours']:.2f}x faster)")  # fmt: skip
+    print(
+        f"total fit time: default {total['default']:.1f} s, ours {total['ours']:.1f} s "
+        f"({total['default'] / total['ours']:.2f}x faster)"
+    )
     print(json.dumps({"results": results, "total_fit_seconds": total}))
 
 

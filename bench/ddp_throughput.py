@@ -28,11 +28,19 @@ from lightning_digits.checkpoints import load_checkpoint
 
 def fit_seconds(processes: int, images: int, folder: Path, device: str) -> float:
     command = [
-        sys.executable, "-m", "lightning_digits", "fit", f"--artifacts_dir={folder}", f"--data.train_subset={images}",
-        "--trainer.max_epochs=1", f"--trainer.accelerator={device}", f"--trainer.devices={processes}",
-        f"--trainer.strategy={'ddp' if processes > 1 else 'auto'}", "--progress_bar.refresh_rate=0",
+        sys.executable,
+        "-m",
+        "lightning_digits",
+        "fit",
+        f"--artifacts_dir={folder}",
+        f"--data.train_subset={images}",
+        "--trainer.max_epochs=1",
+        f"--trainer.accelerator={device}",
+        f"--trainer.devices={processes}",
+        f"--trainer.strategy={'ddp' if processes > 1 else 'auto'}",
+        "--progress_bar.refresh_rate=0",
         "--trainer.limit_val_batches=1",  # one validation batch: early stopping needs val_loss
-    ]  # fmt: skip
+    ]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return load_checkpoint(folder / artifacts.FINAL_CHECKPOINT).training_seconds
 
@@ -54,10 +62,11 @@ def main() -> None:
                 rates[processes].append(args.images / seconds)
             print(f"{round_index:5} {processes:9} {rates[processes][-1]:10.0f}", flush=True)
     medians = {processes: statistics.median(values) for processes, values in rates.items()}
-    print(f"median: {few} process(es) {medians[few]:.0f} samples/s, {many} processes {medians[many]:.0f} "
-          f"({medians[many] / medians[few]:.2f}x)")  # fmt: skip
-    print(json.dumps({"samples_per_second": medians, "runs": rates, "images": args.images,
-                      "device": str(args.device)}))  # fmt: skip
+    print(
+        f"median: {few} process(es) {medians[few]:.0f} samples/s, {many} processes {medians[many]:.0f} "
+        f"({medians[many] / medians[few]:.2f}x)"
+    )
+    print(json.dumps({"samples_per_second": medians, "runs": rates, "images": args.images, "device": str(args.device)}))
 
 
 if __name__ == "__main__":

@@ -29,14 +29,24 @@ CHECKPOINTS = {"final": artifacts.FINAL_CHECKPOINT, "best": artifacts.BEST_CHECK
 def evaluate_ensemble(runs: list[Path], checkpoint: str, tta: str) -> dict:
     members = [run / CHECKPOINTS[checkpoint] for run in runs]
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "lightning_digits", "ensemble", *map(str, members), f"--output_dir={out}",
-                   f"--tta={tta}"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "lightning_digits",
+            "ensemble",
+            *map(str, members),
+            f"--output_dir={out}",
+            f"--tta={tta}",
+        ]
         subprocess.run(command, check=True, capture_output=True, text=True)
         summary = json.loads((Path(out) / artifacts.SUMMARY_JSON).read_text())
     training = [load_checkpoint(run / artifacts.FINAL_CHECKPOINT).training_seconds for run in runs]
-    return {"seeds": [run.name for run in runs], "test_accuracy": summary["test_accuracy"],
-            "member_test_accuracy": [m["test_accuracy"] for m in summary["members"]],
-            "training_seconds": sum(training)}  # fmt: skip
+    return {
+        "seeds": [run.name for run in runs],
+        "test_accuracy": summary["test_accuracy"],
+        "member_test_accuracy": [m["test_accuracy"] for m in summary["members"]],
+        "training_seconds": sum(training),
+    }
 
 
 def main() -> None:
@@ -56,13 +66,22 @@ def main() -> None:
         result = evaluate_ensemble(group, args.checkpoint, args.tta)
         results.append(result)
         members = " ".join(f"{a:.4f}" for a in result["member_test_accuracy"])
-        print(f"{','.join(s.removeprefix('seed_') for s in result['seeds']):>16} {result['test_accuracy']:12.4f} "
-              f"{members:>24} {result['training_seconds']:10.0f}", flush=True)  # fmt: skip
+        print(
+            f"{','.join(s.removeprefix('seed_') for s in result['seeds']):>16} {result['test_accuracy']:12.4f} "
+            f"{members:>24} {result['training_seconds']:10.0f}",
+            flush=True,
+        )
     accuracies = [r["test_accuracy"] for r in results]
-    summary = {"mean": statistics.mean(accuracies), "min": min(accuracies), "max": max(accuracies),
-               "max_training_seconds": max(r["training_seconds"] for r in results)}  # fmt: skip
-    print(f"ensembles of {args.members} (tta {args.tta}): mean {summary['mean']:.4f}, min {summary['min']:.4f}, "
-          f"max {summary['max']:.4f}; training at most {summary['max_training_seconds']:.0f} s each")  # fmt: skip
+    summary = {
+        "mean": statistics.mean(accuracies),
+        "min": min(accuracies),
+        "max": max(accuracies),
+        "max_training_seconds": max(r["training_seconds"] for r in results),
+    }
+    print(
+        f"ensembles of {args.members} (tta {args.tta}): mean {summary['mean']:.4f}, min {summary['min']:.4f}, "
+        f"max {summary['max']:.4f}; training at most {summary['max_training_seconds']:.0f} s each"
+    )
     print(
         json.dumps(
             {

@@ -57,9 +57,16 @@ class StepClock(pl.Callback):
 
 def _fit_flags(config: list[str], steps: int, extra: list[str], folder: str, device: torch.device) -> list[str]:
     # One epoch of exactly `steps` batches; its validation comes after the timed steps.
-    return [*[f"--config={c}" for c in config], f"--artifacts_dir={folder}", "--trainer.max_epochs=1",
-            f"--trainer.limit_train_batches={steps}", "--trainer.num_sanity_val_steps=0",
-            f"--trainer.accelerator={accelerator(device)}", "--trainer.devices=1", *extra]  # fmt: skip
+    return [
+        *[f"--config={c}" for c in config],
+        f"--artifacts_dir={folder}",
+        "--trainer.max_epochs=1",
+        f"--trainer.limit_train_batches={steps}",
+        "--trainer.num_sanity_val_steps=0",
+        f"--trainer.accelerator={accelerator(device)}",
+        "--trainer.devices=1",
+        *extra,
+    ]
 
 
 def command_fit(flags: list[str], steps: int, warmup: int, device: torch.device) -> float:
@@ -81,10 +88,19 @@ def plain_trainer_fit(flags: list[str], steps: int, warmup: int, folder: str, de
     built = _Parts(flags)
     clock = StepClock(warmup, steps, device)
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=steps, num_sanity_val_steps=0, precision=built.precision, logger=False,
-        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[clock],
-        default_root_dir=folder, accelerator=accelerator(device), devices=1,
-    )  # fmt: skip
+        max_epochs=1,
+        limit_train_batches=steps,
+        num_sanity_val_steps=0,
+        precision=built.precision,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+        default_root_dir=folder,
+        accelerator=accelerator(device),
+        devices=1,
+    )
     trainer.fit(built.model, datamodule=built.data)
     return clock.seconds_per_step
 
@@ -147,17 +163,30 @@ def main() -> None:
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {1000 * v[-1]:.1f} ms" for k, v in samples.items()), flush=True)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     # The same round's rows ran back to back: their ratio is steadier than a ratio of medians across rounds.
-    paired = {name: statistics.median(v / b for v, b in zip(values, samples["bare loop"], strict=True)) - 1
-              for name, values in samples.items()}  # fmt: skip
+    paired = {
+        name: statistics.median(v / b for v, b in zip(values, samples["bare loop"], strict=True)) - 1
+        for name, values in samples.items()
+    }
     print(f"{'row':22} {'ms/step':>8} {'min':>7} {'max':>7} {'vs bare loop':>13} {'per round':>10}")
     for name, values in samples.items():
-        print(f"{name:22} {1000 * medians[name]:8.2f} {1000 * min(values):7.2f} {1000 * max(values):7.2f} "
-              f"{100 * (medians[name] / medians['bare loop'] - 1):12.1f}% {100 * paired[name]:9.1f}%")  # fmt: skip
-    print(json.dumps({"config": args.config, "extra": args.extra, "steps": args.steps, "warmup": args.warmup,
-                      "device": str(args.device),
-                      "ms_per_step": {k: [1000 * v for v in vs] for k, vs in samples.items()},
-                      "overhead": {k: medians[k] / medians["bare loop"] - 1 for k in samples},
-                      "overhead_per_round": paired}))  # fmt: skip
+        print(
+            f"{name:22} {1000 * medians[name]:8.2f} {1000 * min(values):7.2f} {1000 * max(values):7.2f} "
+            f"{100 * (medians[name] / medians['bare loop'] - 1):12.1f}% {100 * paired[name]:9.1f}%"
+        )
+    print(
+        json.dumps(
+            {
+                "config": args.config,
+                "extra": args.extra,
+                "steps": args.steps,
+                "warmup": args.warmup,
+                "device": str(args.device),
+                "ms_per_step": {k: [1000 * v for v in vs] for k, vs in samples.items()},
+                "overhead": {k: medians[k] / medians["bare loop"] - 1 for k in samples},
+                "overhead_per_round": paired,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

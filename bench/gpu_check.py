@@ -33,23 +33,41 @@ from lightning_digits.data.sources import DATASETS, load_split
 from lightning_digits.export import export_onnx
 
 # A short fit that every row can do on 2 CPU cores in seconds: it proves the rows run, nothing about speed.
-REDUCED = ["--data.train_subset=640", "--data.val_size=200", "--data.batch_size=32", "--trainer.max_epochs=1",
-           "--trainer.limit_train_batches=10", "--trainer.limit_val_batches=2"]  # fmt: skip
+REDUCED = [
+    "--data.train_subset=640",
+    "--data.val_size=200",
+    "--data.batch_size=32",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=10",
+    "--trainer.limit_val_batches=2",
+]
 
 
 def fit(folder: Path, flags: list[str], timeout: float) -> dict:
     """Fit in a subprocess; its final checkpoint's train seconds, steps and images per step."""
     # The folder after the flags: a preset (-c fast) names its own.
-    command = [sys.executable, "-m", "lightning_digits", "fit", *flags, f"--artifacts_dir={folder}",
-               "--progress_bar.refresh_rate=0"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lightning_digits",
+        "fit",
+        *flags,
+        f"--artifacts_dir={folder}",
+        "--progress_bar.refresh_rate=0",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         sys.exit(f"bench/gpu_check.py: `{' '.join(command[2:])}` failed:\n{done.stderr[-3000:]}")
     final = folder / artifacts.FINAL_CHECKPOINT
     state = torch.load(final, map_location="cpu", weights_only=True)
     loaded = load_checkpoint(final)
-    return {"checkpoint": final, "train_seconds": loaded.training_seconds, "steps": state["global_step"],
-            "batch_size": loaded.data_hparams["batch_size"], "epochs": loaded.epoch + 1}  # fmt: skip
+    return {
+        "checkpoint": final,
+        "train_seconds": loaded.training_seconds,
+        "steps": state["global_step"],
+        "batch_size": loaded.data_hparams["batch_size"],
+        "epochs": loaded.epoch + 1,
+    }
 
 
 def test_accuracy(checkpoint: Path, data_dir: str | None, device: torch.device) -> float:
@@ -67,8 +85,9 @@ def onnx_difference(checkpoint: Path, data_dir: str | None) -> float:
     images, _ = load_split("mnist", data_dir, "test")
     check = as_model_input(torch.from_numpy(images[:1000].copy())).numpy()
     with tempfile.TemporaryDirectory() as tmp:
-        report = export_onnx(load_checkpoint(checkpoint).net, Path(tmp) / "m.onnx", DATASETS["mnist"].class_names,
-                             check)  # fmt: skip
+        report = export_onnx(
+            load_checkpoint(checkpoint).net, Path(tmp) / "m.onnx", DATASETS["mnist"].class_names, check
+        )
     return report.max_logit_difference
 
 
@@ -90,9 +109,19 @@ def main() -> None:
         "fast bf16-mixed": (["-c", "fast", *one, "--trainer.precision=bf16-mixed"], 1),
         "fast 32-true": (["-c", "fast", *one, "--trainer.precision=32-true"], 1),
         "default config": ([*one], 1),
-        f"fast DDP x{devices}": (["-c", "fast", *data, f"--trainer.accelerator={accelerator}",
-                                  f"--trainer.devices={devices}", "--trainer.strategy=ddp", *extra], devices),
-    }  # fmt: skip
+        f"fast DDP x{devices}": (
+            [
+                "-c",
+                "fast",
+                *data,
+                f"--trainer.accelerator={accelerator}",
+                f"--trainer.devices={devices}",
+                "--trainer.strategy=ddp",
+                *extra,
+            ],
+            devices,
+        ),
+    }
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, (flags, processes)) in enumerate(runs.items()):
@@ -107,13 +136,24 @@ def main() -> None:
     print(f"\n{hardware}; torch {torch.__version__}" + (" (reduced form: figures prove nothing)" if args.cpu else ""))
     print(f"{'run':20} {'epochs':>6} {'train s':>8} {'samples/s':>10} {'vs first':>9} {'test acc':>9}")
     for name, r in rows.items():
-        print(f"{name:20} {r['epochs']:6} {r['train_seconds']:8.1f} {r['samples_per_second']:10.0f} "
-              f"{r['samples_per_second'] / single:8.2f}x {r['test_accuracy']:9.4f}")  # fmt: skip
+        print(
+            f"{name:20} {r['epochs']:6} {r['train_seconds']:8.1f} {r['samples_per_second']:10.0f} "
+            f"{r['samples_per_second'] / single:8.2f}x {r['test_accuracy']:9.4f}"
+        )
     print(f"ONNX export of 'fast bf16-mixed': max |logit difference| {parity:.2e} against PyTorch")
     for r in rows.values():
         r["checkpoint"] = str(r["checkpoint"].name)
-    print(json.dumps({"hardware": hardware, "reduced": args.cpu, "devices": devices, "rows": rows,
-                      "onnx_max_logit_difference": parity}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "hardware": hardware,
+                "reduced": args.cpu,
+                "devices": devices,
+                "rows": rows,
+                "onnx_max_logit_difference": parity,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

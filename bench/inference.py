@@ -107,8 +107,10 @@ def main() -> None:
             t = results[name][batch]
             vs_eager = t["images_per_second"] / results[f"eager {device.type}"][batch]["images_per_second"]
             vs_fp32 = t["images_per_second"] / results["onnx fp32"][batch]["images_per_second"]
-            print(f"{name:10} {batch:5} {t['p50_ms']:8.3f} {t['p99_ms']:8.3f} {t['images_per_second']:9.0f} "
-                  f"{vs_eager:8.2f}x {vs_fp32:7.2f}x")  # fmt: skip
+            print(
+                f"{name:10} {batch:5} {t['p50_ms']:8.3f} {t['p99_ms']:8.3f} {t['images_per_second']:9.0f} "
+                f"{vs_eager:8.2f}x {vs_fp32:7.2f}x"
+            )
     for name in engines:
         print(f"{name:10} test accuracy {results[name]['accuracy']:.4f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

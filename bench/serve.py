@@ -78,8 +78,9 @@ def litserve_copy(folder: Path) -> dict[str, str] | None:
         import litserve  # noqa: F401
     except ImportError:
         return None
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", LITSERVE_COMMIT, "lightning_digits"],
-                             capture_output=True, check=True).stdout  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", LITSERVE_COMMIT, "lightning_digits"], capture_output=True, check=True
+    ).stdout
     folder.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return {**os.environ, "PYTHONPATH": str(folder)}
@@ -103,9 +104,13 @@ def group_cpu_seconds(server: ProcessGroup) -> dict[str, float]:
 
 def multipart(png: bytes) -> bytes:
     body = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
-        f"Content-Type: image/png\r\n\r\n"
-    ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()  # fmt: skip
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     return request(f"multipart/form-data; boundary={BOUNDARY}", body)
 
 
@@ -210,8 +215,17 @@ def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]]) -
 
         async def one(i: int) -> None:
             headers, body = parsed[i % len(parsed)]
-            scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers, "query_string": b"",
-                     "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80), "http_version": "1.1"}  # fmt: skip
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": "/predict",
+                "headers": headers,
+                "query_string": b"",
+                "root_path": "",
+                "scheme": "http",
+                "server": ("127.0.0.1", 80),
+                "http_version": "1.1",
+            }
             sent = []
 
             async def receive() -> dict:
@@ -242,7 +256,7 @@ def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]]) -
         "model, batch 1": cpu_ms(lambda i: predict.model.probabilities(images[i % 100 : i % 100 + 1])),
         "model, per image at batch 32": round(cpu_ms(lambda i: predict.model.probabilities(images[:32]), 200) / 32, 3),
         "answer JSON": cpu_ms(lambda i: predict.answer(["digit.png"], probabilities)),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -274,9 +288,12 @@ def main() -> None:
     serve = [sys.executable, "-m", "lightning_digits.serving", f"--model={model}"]
     servers = {  # name: (command, environment, the bodies it takes)
         "serve (default)": (serve, None, ("multipart", "raw")),
-        "plain fastapi+uvicorn, 1 process": ([sys.executable, __file__, "--plain-app", f"--model={model}"], None,
-                                             ("multipart",)),
-    }  # fmt: skip
+        "plain fastapi+uvicorn, 1 process": (
+            [sys.executable, __file__, "--plain-app", f"--model={model}"],
+            None,
+            ("multipart",),
+        ),
+    }
     if litserve_env:
         servers[f"litserve as in {LITSERVE_COMMIT} (batch 64 / 5 ms)"] = (serve, litserve_env, ("multipart",))
     rows, profiles, lifecycle = [], {}, {}
@@ -303,8 +320,11 @@ def main() -> None:
             profiles[name] = {role: round(1000 * (after[role] - before.get(role, 0.0)) / served, 3) for role in after}
             print(f"  CPU ms per request, by process: {profiles[name]}", flush=True)
             stop = asyncio.run(stop_under_load(server, port, bodies["multipart"]))
-            lifecycle[name] = {"healthy_after_s": round(started, 2), "sigterm_to_all_gone_s": round(stop, 2),
-                               "left_running": len(server.members())}  # fmt: skip
+            lifecycle[name] = {
+                "healthy_after_s": round(started, 2),
+                "sigterm_to_all_gone_s": round(stop, 2),
+                "left_running": len(server.members()),
+            }
             print(f"  {lifecycle[name]}", flush=True)
         finally:
             server.kill()

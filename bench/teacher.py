@@ -27,8 +27,10 @@ def main() -> None:
     paths, members = load_members(args.members)
     images, labels = fit_validation_set(members[0].data_hparams)
     rows = []
-    for path, member in [*zip(map(str, paths), [m.net for m in members], strict=True),
-                         ("average", Averaged([m.net for m in members]))]:  # fmt: skip
+    for path, member in [
+        *zip(map(str, paths), [m.net for m in members], strict=True),
+        ("average", Averaged([m.net for m in members])),
+    ]:
         start = time.perf_counter()
         accuracy = test_pass(member, images, labels).accuracy
         per_image = 1000 * (time.perf_counter() - start) / len(labels)

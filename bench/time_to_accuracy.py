@@ -51,8 +51,13 @@ def run(config: list[str], seed: int, folder: Path, extra: list[str], tta: str, 
     final = folder / artifacts.FINAL_CHECKPOINT
     accuracy, _ = _test(common, final, folder, "none")
     fitted = load_checkpoint(final)
-    result = {"seed": seed, "val_accuracy": last_validation, "test_accuracy": accuracy,
-              "fit_seconds": fitted.training_seconds, "epochs": fitted.epoch + 1}  # fmt: skip
+    result = {
+        "seed": seed,
+        "val_accuracy": last_validation,
+        "test_accuracy": accuracy,
+        "fit_seconds": fitted.training_seconds,
+        "epochs": fitted.epoch + 1,
+    }
     if tta != "none":
         result["tta_test_accuracy"], result["tta_test_command_seconds"] = _test(common, final, folder, tta)
     return result

@@ -54,7 +54,7 @@ class _PerSampleMnist(Dataset):
                 v2.ToImage(),
                 v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
                 v2.ToDtype(torch.float32, scale=True),
-            ]  # fmt: skip
+            ]
         )
 
     def __len__(self) -> int:

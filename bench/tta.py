@@ -43,8 +43,10 @@ def main() -> None:
         accuracies = [r["val_accuracy"] for r in results]
         cost = statistics.median(r["ms_per_image"] for r in results)
         summary[name] = {"mean_val_accuracy": statistics.mean(accuracies), "ms_per_image": cost}
-        print(f"{name:>17} {len(VIEW_SETS[name]):5} {statistics.mean(accuracies):12.4f} {min(accuracies):7.4f} "
-              f"{max(accuracies):7.4f} {cost:8.3f}")  # fmt: skip
+        print(
+            f"{name:>17} {len(VIEW_SETS[name]):5} {statistics.mean(accuracies):12.4f} {min(accuracies):7.4f} "
+            f"{max(accuracies):7.4f} {cost:8.3f}"
+        )
     print(json.dumps({"checkpoints": args.checkpoints, "view_sets": summary}))
 
 

@@ -40,9 +40,19 @@ def _best_val_acc(folder: Path) -> float:
 
 
 def study(out: Path, trials: int, timeout: float, extra: list[str]) -> dict:
-    command = [sys.executable, "-m", "lightning_digits", "tune", "-c", "tune", f"--n_trials={trials}",
-               f"--timeout={timeout}", f"--study_dir={out}", "--study_name=bench",
-               *(f"--fit.{flag.removeprefix('--')}" for flag in extra)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lightning_digits",
+        "tune",
+        "-c",
+        "tune",
+        f"--n_trials={trials}",
+        f"--timeout={timeout}",
+        f"--study_dir={out}",
+        "--study_name=bench",
+        *(f"--fit.{flag.removeprefix('--')}" for flag in extra),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -69,9 +79,19 @@ def study(out: Path, trials: int, timeout: float, extra: list[str]) -> dict:
 def preset_val_acc(out: Path, extra: list[str]) -> float:
     """The preset's validation accuracy measured as a trial's: best epoch, seed 42."""
     folder = out / "preset_val"
-    command = [sys.executable, "-m", "lightning_digits", "fit", "-c", "fast", f"--artifacts_dir={folder}",
-               "--checkpoint.monitor=val_acc", "--checkpoint.mode=max", "--progress_bar.refresh_rate=0",
-               *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lightning_digits",
+        "fit",
+        "-c",
+        "fast",
+        f"--artifacts_dir={folder}",
+        "--checkpoint.monitor=val_acc",
+        "--checkpoint.mode=max",
+        "--progress_bar.refresh_rate=0",
+        *extra,
+    ]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return _best_val_acc(folder)
 
@@ -85,11 +105,21 @@ def overhead(params: dict, out: Path, repeats: int, extra: list[str]) -> dict:
 
     shipped = yaml.safe_load(presets.preset_path("tune").read_text())
     options = tune_run.TuneOptions(
-        space=shipped["space"], configs=shipped["configs"], n_trials=repeats,
+        space=shipped["space"],
+        configs=shipped["configs"],
+        n_trials=repeats,
         fit={**(shipped.get("fit") or {}), **dict(flag.removeprefix("--").split("=", 1) for flag in extra)},
-        timeout=None, storage=None, study_name="overhead", study_dir=str(out / "overhead"), seed=0, random_trials=10,
-        pruning=True, prune_after=3, heartbeat=60, test_best=False,
-    )  # fmt: skip
+        timeout=None,
+        storage=None,
+        study_name="overhead",
+        study_dir=str(out / "overhead"),
+        seed=0,
+        random_trials=10,
+        pruning=True,
+        prune_after=3,
+        heartbeat=60,
+        test_best=False,
+    )
     plan = tune_run._plan(options)
     storage = studies.open_storage(f"sqlite:///{out / 'overhead' / 'study.db'}", options.heartbeat)
     plain, optuna_trial = [], []
@@ -104,8 +134,11 @@ def overhead(params: dict, out: Path, repeats: int, extra: list[str]) -> dict:
             start = time.perf_counter()
             study.optimize(tune_run._objective(plan), n_trials=1, callbacks=[tune_run._after_trial(plan)])
             optuna_trial.append(time.perf_counter() - start)
-    return {"plain_fit_seconds": plain, "optuna_trial_seconds": optuna_trial,
-            "ratio": statistics.median(optuna_trial) / statistics.median(plain)}  # fmt: skip
+    return {
+        "plain_fit_seconds": plain,
+        "optuna_trial_seconds": optuna_trial,
+        "ratio": statistics.median(optuna_trial) / statistics.median(plain),
+    }
 
 
 def main() -> None:
@@ -124,21 +157,29 @@ def main() -> None:
     best = found["best"]
     preset_val = preset_val_acc(out, args.extra)
     tests = {
-        name: [fit_and_test(config, seed, out / f"{name}_seed_{seed}", args.extra, "none")["test_accuracy"]
-               for seed in range(args.seeds)]
-        for name, config in (("preset", ["--config", str(presets.preset_path("fast"))]),
-                             ("best", ["--config", found["best_yaml"]]))
-    }  # fmt: skip
+        name: [
+            fit_and_test(config, seed, out / f"{name}_seed_{seed}", args.extra, "none")["test_accuracy"]
+            for seed in range(args.seeds)
+        ]
+        for name, config in (
+            ("preset", ["--config", str(presets.preset_path("fast"))]),
+            ("best", ["--config", found["best_yaml"]]),
+        )
+    }
     cost = overhead(best["params"], out, args.overhead_repeats, args.extra)
 
-    print(f"\nstudy: {found['trials']} trials ({found['complete']} complete, {found['pruned']} pruned) in "
-          f"{found['study_seconds']:.0f} s; pruning saved about {found['pruning_saved_seconds']:.0f} s")  # fmt: skip
+    print(
+        f"\nstudy: {found['trials']} trials ({found['complete']} complete, {found['pruned']} pruned) in "
+        f"{found['study_seconds']:.0f} s; pruning saved about {found['pruning_saved_seconds']:.0f} s"
+    )
     print(f"{'':8} {'val_acc':>8} {'test_acc (mean of ' + str(args.seeds) + ' seeds)':>30}")
     for name, val in (("preset", preset_val), ("best", best["val_acc"])):
         print(f"{name:8} {val:8.4f} {statistics.mean(tests[name]):30.4f}  {tests[name]}")
     print(f"best trial {best['trial']}: {best['params']}")
-    print(f"per trial: plain fit {statistics.median(cost['plain_fit_seconds']):.1f} s, the same trial under Optuna "
-          f"{statistics.median(cost['optuna_trial_seconds']):.1f} s: ratio {cost['ratio']:.3f}")  # fmt: skip
+    print(
+        f"per trial: plain fit {statistics.median(cost['plain_fit_seconds']):.1f} s, the same trial under Optuna "
+        f"{statistics.median(cost['optuna_trial_seconds']):.1f} s: ratio {cost['ratio']:.3f}"
+    )
     summary = {**found, "preset_val_acc": preset_val, "test_accuracy": tests, "overhead": cost, "out": str(out)}
     (out / "bench_tune.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))

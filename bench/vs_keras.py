@@ -33,15 +33,26 @@ PEER = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "ker
 def keras(python: str, data: str, epochs: int) -> dict:
     out = subprocess.run([python, str(PEER), data, str(epochs)], check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    return {"epoch_seconds": result["fit_s"] / result["epochs"], "median_epoch_seconds": result["epoch_s_median"],
-            "test_accuracy": result["test_acc"]}  # fmt: skip
+    return {
+        "epoch_seconds": result["fit_s"] / result["epochs"],
+        "median_epoch_seconds": result["epoch_s_median"],
+        "test_accuracy": result["test_acc"],
+    }
 
 
 def ours(data: str, epochs: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        fit = [sys.executable, "-m", "lightning_digits", "fit", f"--data.data_dir={data}", f"--artifacts_dir={tmp}",
-               f"--trainer.max_epochs={epochs}", "--progress_bar.refresh_rate=0",
-               f"--trainer.accelerator={device}"]  # fmt: skip
+        fit = [
+            sys.executable,
+            "-m",
+            "lightning_digits",
+            "fit",
+            f"--data.data_dir={data}",
+            f"--artifacts_dir={tmp}",
+            f"--trainer.max_epochs={epochs}",
+            "--progress_bar.refresh_rate=0",
+            f"--trainer.accelerator={device}",
+        ]
         subprocess.run(fit, check=True, capture_output=True, text=True)
         final = load_checkpoint(Path(tmp) / artifacts.FINAL_CHECKPOINT)
     return {"epoch_seconds": final.training_seconds / (final.epoch + 1)}
@@ -63,10 +74,21 @@ def main() -> None:
         print(f"round {round_ + 1}: ours  {runs['ours'][-1]}", flush=True)
     medians = {side: statistics.median(r["epoch_seconds"] for r in results) for side, results in runs.items()}
     ratio = medians["keras"] / medians["ours"]
-    print(f"seconds per epoch (median of {args.rounds}): keras {medians['keras']:.1f}, ours {medians['ours']:.1f}; "
-          f"ours is {ratio:.2f}x faster")  # fmt: skip
-    print(json.dumps({"epochs": args.epochs, "device": str(args.device), "runs": runs,
-                      "median_epoch_seconds": medians, "speedup": ratio}))  # fmt: skip
+    print(
+        f"seconds per epoch (median of {args.rounds}): keras {medians['keras']:.1f}, ours {medians['ours']:.1f}; "
+        f"ours is {ratio:.2f}x faster"
+    )
+    print(
+        json.dumps(
+            {
+                "epochs": args.epochs,
+                "device": str(args.device),
+                "runs": runs,
+                "median_epoch_seconds": medians,
+                "speedup": ratio,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

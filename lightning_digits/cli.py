@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     command = args[0]
     show_notices_on_stderr()
+    # Read by jsonargparse when it warns: LightningCLI 2.6 triggers three deprecation notices per run, none of them
+    # about anything a user typed.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     from jsonargparse import ArgumentError  # the parser's own errors (unknown option, wrong type)
 
     with exit_on_user_error(PROG, (ArgumentError,), see=f"{PROG} {command} --help", debug=debug), disk_faults():

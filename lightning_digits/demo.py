@@ -42,7 +42,7 @@ class _Handler(SimpleHTTPRequestHandler):
         self.model, self.collect = model, collect
         super().__init__(*args, directory=str(WEB_DIR), **kwargs)
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/model/metadata.json":
             # Read again for every page load, as the model is: a model that `adapt` or `export` rewrote in this
@@ -58,7 +58,7 @@ class _Handler(SimpleHTTPRequestHandler):
         else:
             super().do_GET()
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+    def do_POST(self) -> None:
         if self.path.split("?", 1)[0] == SAMPLES_PATH:
             self._answer_with(self.collect.store)
         else:
@@ -88,7 +88,7 @@ class _Handler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server signature
+    def log_message(self, format: str, *args: object) -> None:
         pass  # a request log per file would drown the one line that matters: the address
 
 

@@ -27,15 +27,24 @@ class DistillCLI(DigitsCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)
         # Its usage line says `fit` (the subcommand Lightning runs); this says what was typed.
-        parser.description = (f"lightning-digits distill TEACHER [TEACHER ...] [options]: a fit (the {DEFAULT_PRESET} "
-                              f"preset and {DEFAULT_DIR}/ unless a config and --artifacts_dir are given) whose network "
-                              "also learns the teacher's averaged probabilities")  # fmt: skip
-        parser.add_argument("--teacher", type=list[str], default=[],
-                            help="The teacher: checkpoints, or folders searched for digits_cnn.ckpt (given first, "
-                                 "without the flag: `distill runs/a runs/b -c fast`).")  # fmt: skip
-        parser.add_argument("--temperature", type=float, default=3.0,
-                            help="Soften the teacher's averaged probabilities (p ** (1/T), renormalised); 1: as "
-                                 "they are.")  # fmt: skip
+        parser.description = (
+            f"lightning-digits distill TEACHER [TEACHER ...] [options]: a fit (the {DEFAULT_PRESET} "
+            f"preset and {DEFAULT_DIR}/ unless a config and --artifacts_dir are given) whose network "
+            "also learns the teacher's averaged probabilities"
+        )
+        parser.add_argument(
+            "--teacher",
+            type=list[str],
+            default=[],
+            help="The teacher: checkpoints, or folders searched for digits_cnn.ckpt (given first, "
+            "without the flag: `distill runs/a runs/b -c fast`).",
+        )
+        parser.add_argument(
+            "--temperature",
+            type=float,
+            default=3.0,
+            help="Soften the teacher's averaged probabilities (p ** (1/T), renormalised); 1: as they are.",
+        )
         parser.add_argument(
             "--teacher_weight",
             type=float,
@@ -46,20 +55,27 @@ class DistillCLI(DigitsCLI):
     def before_instantiate_classes(self) -> None:
         """The teacher is read and checked before anything is written: a bad one ends in one line."""
         config = self.config[self.subcommand]
-        check_ranges("--", {
-            "temperature": (config.temperature, config.temperature > 0, "above 0"),
-            "teacher_weight": (config.teacher_weight, 0 <= config.teacher_weight <= 1, "in [0, 1]"),
-        })  # fmt: skip
+        check_ranges(
+            "--",
+            {
+                "temperature": (config.temperature, config.temperature > 0, "above 0"),
+                "teacher_weight": (config.teacher_weight, 0 <= config.teacher_weight <= 1, "in [0, 1]"),
+            },
+        )
         if not config.teacher:
-            raise UserError("distill needs a teacher: one or more checkpoints or folders of runs, e.g. "
-                            "`lightning-digits distill runs/ -c fast`")  # fmt: skip
+            raise UserError(
+                "distill needs a teacher: one or more checkpoints or folders of runs, e.g. "
+                "`lightning-digits distill runs/ -c fast`"
+            )
         # Building the teacher's networks draws their (overwritten) initial weights: not from the seeded generator,
         # so that a student starts where a plain fit of the same seed starts and differs from it by the teacher only.
         with torch.random.fork_rng(devices=[]):
             paths, members = load_members(config.teacher)
         _check_same_data(members, config.data)
-        say(f"teacher: {len(members)} networks ({', '.join(map(str, paths))}), temperature {config.temperature:g}, "
-            f"weight {config.teacher_weight:g}")  # fmt: skip
+        say(
+            f"teacher: {len(members)} networks ({', '.join(map(str, paths))}), temperature {config.temperature:g}, "
+            f"weight {config.teacher_weight:g}"
+        )
         self.teacher_nets = [member.net for member in members]
         super().before_instantiate_classes()
 
@@ -69,13 +85,15 @@ class DistillCLI(DigitsCLI):
         self.model.teacher = Teacher(Averaged(self.teacher_nets), config.temperature, config.teacher_weight)
 
 
-def _check_same_data(members: list[LoadedCheckpoint], data) -> None:  # noqa: ANN001 - a jsonargparse Namespace
+def _check_same_data(members: list[LoadedCheckpoint], data) -> None:
     """The student learns the teacher's classes, and its validation figures must stay honest: every member must
     have held out the same validation images as the student (same split), or it learnt some of them."""
     dataset = members[0].dataset
     if dataset != data.dataset:
-        raise UserError(f"the teacher was trained on {dataset}, the student on {data.dataset} (--data.dataset); "
-                        "distill within one data set")  # fmt: skip
+        raise UserError(
+            f"the teacher was trained on {dataset}, the student on {data.dataset} (--data.dataset); "
+            "distill within one data set"
+        )
     for member in members:
         seen = member.data_hparams
         split = (seen.get("split_seed", 42), seen.get("val_size", 5000))

@@ -152,9 +152,14 @@ def quantize_int8(fp32_model: Path | str, output: Path | str, calibration_images
     with atomic_path(output) as tmp, warnings.catch_warnings(), _quiet_quantizer():
         warnings.simplefilter("ignore")
         quantize_static(
-            model, str(tmp), _Calibration(calibration_images), quant_format=QuantFormat.QOperator,
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )  # fmt: skip
+            model,
+            str(tmp),
+            _Calibration(calibration_images),
+            quant_format=QuantFormat.QOperator,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
 
 
 def onnx_accuracy(model: Path | str, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:

@@ -7,41 +7,37 @@ so that the others never pay for Lightning. Knows nothing of model internals."""
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
-# Read by jsonargparse when it warns; LightningCLI 2.6 triggers three deprecation notices per run.
-os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-
-import torch  # noqa: E402
-from lightning.pytorch import Trainer  # noqa: E402
-from lightning.pytorch.callbacks import (  # noqa: E402
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import (
     EarlyStopping,
     LearningRateMonitor,
     Timer,
     TQDMProgressBar,
 )
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_digits import artifacts, presets, run_lock  # noqa: E402
-from lightning_digits.atomic import ensure_writable_dir  # noqa: E402
-from lightning_digits.callbacks import (  # noqa: E402
+from lightning_digits import artifacts, presets, run_lock
+from lightning_digits.atomic import ensure_writable_dir
+from lightning_digits.callbacks import (
     DigitsCheckpoint,
     FinalCheckpoint,
     PredictionWriter,
     fixed_callbacks,
     weight_averaging,
 )
-from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints  # noqa: E402
-from lightning_digits.checkpoints import load_checkpoint  # noqa: E402
-from lightning_digits.data.datamodule import DigitsDataModule  # noqa: E402
-from lightning_digits.errors import UserError, check_ranges  # noqa: E402
-from lightning_digits.lightning_internals import saved_with_weight_averaging  # noqa: E402
-from lightning_digits.models.lit import LitDigits  # noqa: E402
-from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers  # noqa: E402
-from lightning_digits.tracking.runs import MlflowSettings  # noqa: E402
+from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints
+from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.data.datamodule import DigitsDataModule
+from lightning_digits.errors import UserError, check_ranges
+from lightning_digits.lightning_internals import saved_with_weight_averaging
+from lightning_digits.models.lit import LitDigits
+from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers
+from lightning_digits.tracking.runs import MlflowSettings
 
 COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -93,7 +89,7 @@ class DigitsTrainer(Trainer):
 
 
 class DigitsCLI(LightningCLI):
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - LightningCLI's
+    def __init__(self, *args, **kwargs) -> None:
         with run_lock.command_scope():  # the folders' locks last as long as the command (it runs in here)
             super().__init__(*args, **kwargs)
 
@@ -147,7 +143,7 @@ class DigitsCLI(LightningCLI):
         for folder, option in _written_folders(config).items():
             ensure_writable_dir(folder, option)
 
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN201 - returns Lightning's Trainer
+    def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand]
         for folder, option in _written_folders(self.config[self.subcommand]).items():
             run_lock.hold(folder, self.subcommand, option)  # one run per folder: a second one stops here
@@ -168,7 +164,7 @@ class DigitsCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def _written_folders(config) -> dict[str, str]:  # noqa: ANN001 - a jsonargparse Namespace
+def _written_folders(config) -> dict[str, str]:
     """The folders a Lightning command writes -> the option that chose each (usually all one folder)."""
     folders: dict[str, str] = {}
     for key in ("artifacts_dir", "checkpoint.dirpath", "final_checkpoint.dirpath"):
@@ -176,18 +172,20 @@ def _written_folders(config) -> dict[str, str]:  # noqa: ANN001 - a jsonargparse
     return folders
 
 
-def _check_resume_keeps_the_average(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace
+def _check_resume_keeps_the_average(config) -> None:
     """A checkpoint of a fit with --ema_decay holds the average as its weights and the trained weights apart;
     resumed without the option, training would go on from the average, silently another run."""
     path = Path(config.final_checkpoint.dirpath) / artifacts.FINAL_CHECKPOINT
     path = path if config.ckpt_path == "last" else Path(config.ckpt_path)
     saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path.is_file() else {}
     if saved_with_weight_averaging(saved):
-        raise UserError(f"{path} was saved by a fit with --ema_decay (an average of the weights); resume it with the "
-                        "same --ema_decay")  # fmt: skip
+        raise UserError(
+            f"{path} was saved by a fit with --ema_decay (an average of the weights); resume it with the "
+            "same --ema_decay"
+        )
 
 
-def _check_nothing_watches_validation(config) -> None:  # noqa: ANN001 - a jsonargparse Namespace
+def _check_nothing_watches_validation(config) -> None:
     watchers = [
         f"--{name}.monitor {config[name].monitor}"
         for name in ("early_stopping", "checkpoint")
@@ -235,7 +233,7 @@ class _Built(Exception):
 
 
 class _BuildOnly(DigitsCLI):
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN201
+    def instantiate_trainer(self, **kwargs):
         raise _Built(self)
 
 

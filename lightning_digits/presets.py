@@ -49,8 +49,10 @@ def _resolve(value: str) -> str:
         if any(char in value for char in "{:\n"):
             return value
         if path.parent != Path(".") or path.suffix:
-            raise UserError(f"config file {value} does not exist; give a path to a YAML file or a preset name "
-                            f"({', '.join(preset_names())})")  # fmt: skip
+            raise UserError(
+                f"config file {value} does not exist; give a path to a YAML file or a preset name "
+                f"({', '.join(preset_names())})"
+            )
         path = preset_path(value)
     check_yaml(path)
     return str(path)

@@ -22,7 +22,7 @@ class RaiseOnRank(Callback):
         self.step = step
         self.mark = mark
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_rank == self.rank and trainer.global_step == self.step:
             if self.mark:
                 Path(self.mark).touch()
@@ -35,6 +35,6 @@ class SigtermAtStep(Callback):
     def __init__(self, step: int = 3) -> None:
         self.step = step
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGTERM)

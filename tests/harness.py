@@ -27,10 +27,15 @@ class ProcessGroup:
         self.log = log
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 # A child of a non-interactive shell inherits SIGINT as ignored; Ctrl-C must reach this one.
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )  # fmt: skip
+            )
         self.pgid = self.process.pid
 
     def output(self) -> str:
@@ -62,8 +67,9 @@ class ProcessGroup:
             except OSError:
                 time.sleep(0.05)
         self.kill()
-        raise AssertionError(f"{url} not healthy within {within:g} s (exit code {self.process.poll()}):\n"
-                             f"{self.output()[-3000:]}")  # fmt: skip
+        raise AssertionError(
+            f"{url} not healthy within {within:g} s (exit code {self.process.poll()}):\n{self.output()[-3000:]}"
+        )
 
     def send(self, sig: int, group: bool = False) -> None:
         """`sig` to the leader (as systemd, Docker and Kubernetes send SIGTERM), or to the whole group (as a

@@ -25,8 +25,15 @@ NO_AUGMENTATION = [f"--data.{name}=0" for name in ("rotation", "shift", "scale",
 def start(cli, tiny_data, tmp_path):
     """A checkpoint of a tiny network that read bars for two epochs: it knows nothing of the person's digits."""
     folder = tmp_path / "start"
-    ran = cli("fit", *TINY_MODEL, f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=16",
-              "--trainer.max_epochs=2", f"--artifacts_dir={folder}")  # fmt: skip
+    ran = cli(
+        "fit",
+        *TINY_MODEL,
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=16",
+        "--trainer.max_epochs=2",
+        f"--artifacts_dir={folder}",
+    )
     assert ran.code == 0, ran.err[-2000:]
     return folder / "digits_cnn.ckpt"
 
@@ -34,8 +41,17 @@ def start(cli, tiny_data, tmp_path):
 def test_adapt_learns_the_persons_digits_and_writes_both_files(cli, start, tiny_data, tmp_path):
     mine = write_user_digits(tmp_path / "mine", per_class=5)
     out = tmp_path / "adapted"
-    ran = cli("adapt", str(mine), f"--checkpoint={start}", f"--output_dir={out}", f"--data.data_dir={tiny_data}",
-              "--data.batch_size=16", "--trainer.max_epochs=2", "--model.lr=0.003", *NO_AUGMENTATION)  # fmt: skip
+    ran = cli(
+        "adapt",
+        str(mine),
+        f"--checkpoint={start}",
+        f"--output_dir={out}",
+        f"--data.data_dir={tiny_data}",
+        "--data.batch_size=16",
+        "--trainer.max_epochs=2",
+        "--model.lr=0.003",
+        *NO_AUGMENTATION,
+    )
     assert ran.code == 0, ran.err[-3000:]
 
     record = json.loads((out / "adapt.json").read_text())
@@ -66,9 +82,16 @@ def test_the_command_line_becomes_a_fit_in_the_output_folder():
 
 
 def test_the_table_says_when_nothing_was_held_out():
-    record = {"checkpoint": "a.ckpt", "digits": "mine", "learned": 10, "held_out": 0, "steps": 5, "seconds": 3.0,
-              "mnist_test": {"before": 0.99, "after": 0.991, "images": 10_000},
-              "output": {"checkpoint": "o/digits_cnn.ckpt", "onnx": "o/digits_cnn.onnx"}}  # fmt: skip
+    record = {
+        "checkpoint": "a.ckpt",
+        "digits": "mine",
+        "learned": 10,
+        "held_out": 0,
+        "steps": 5,
+        "seconds": 3.0,
+        "mnist_test": {"before": 0.99, "after": 0.991, "images": 10_000},
+        "output": {"checkpoint": "o/digits_cnn.ckpt", "onnx": "o/digits_cnn.onnx"},
+    }
     table = report_table(record)
     assert "none held out (--data.extra_val_fraction 0)" in table
     assert "MNIST test" in table and "0.9900  0.9910" in table

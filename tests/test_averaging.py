@@ -56,9 +56,19 @@ def members(tmp_path_factory, _cli_main):
     root = tmp_path_factory.mktemp("members")
     data = write_dataset(root / "data", n_train=200, n_test=60)
     for name, channels in (("a", "[8,16]"), ("b", "[4,8,16]")):
-        _cli_main(["fit", f"--data.data_dir={data}", "--data.val_size=40", "--data.batch_size=32",
-                   f"--artifacts_dir={root / 'runs' / name}", "--trainer.max_epochs=1", "--progress_bar.refresh_rate=0",
-                   *TINY_MODEL, f"--model.channels={channels}"])  # fmt: skip
+        _cli_main(
+            [
+                "fit",
+                f"--data.data_dir={data}",
+                "--data.val_size=40",
+                "--data.batch_size=32",
+                f"--artifacts_dir={root / 'runs' / name}",
+                "--trainer.max_epochs=1",
+                "--progress_bar.refresh_rate=0",
+                *TINY_MODEL,
+                f"--model.channels={channels}",
+            ]
+        )
     return root, data
 
 
@@ -89,14 +99,24 @@ def test_ensemble_writes_the_reports_and_an_onnx_model_of_the_same_contract(cli,
 def test_the_onnx_predictor_uses_an_ensemble_file_unchanged(members, tmp_path, _cli_main):
     root, data = members
     out = tmp_path / "ens"
-    _cli_main(["ensemble", str(root / "runs/a/digits_cnn.ckpt"), str(root / "runs/b/digits_cnn.ckpt"),
-               f"--output_dir={out}", f"--data_dir={data}"])  # fmt: skip
+    _cli_main(
+        [
+            "ensemble",
+            str(root / "runs/a/digits_cnn.ckpt"),
+            str(root / "runs/b/digits_cnn.ckpt"),
+            f"--output_dir={out}",
+            f"--data_dir={data}",
+        ]
+    )
     drawn = tmp_path / "drawn"
     drawn.mkdir()
     for i, digit in enumerate(synthetic_digits(3, seed=5)[0]):
         Image.fromarray(255 - digit).save(drawn / f"{i}.png")
-    result = subprocess.run([sys.executable, "-m", "lightning_digits.onnx_predictor", str(out / "digits_cnn.onnx"),
-                             str(drawn)], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_digits.onnx_predictor", str(out / "digits_cnn.onnx"), str(drawn)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert len(rows) == 3 and all(0 < float(r["confidence"]) <= 1 for r in rows)
@@ -106,12 +126,22 @@ def test_test_and_export_take_tta_for_any_checkpoint(cli, members, tmp_path):
     root, data = members
     checkpoint = root / "runs/a/digits_cnn.ckpt"
     plain = cli("test", f"--ckpt_path={checkpoint}", f"--data.data_dir={data}", f"--artifacts_dir={tmp_path / 'p'}")
-    tta = cli("test", f"--ckpt_path={checkpoint}", f"--data.data_dir={data}", f"--artifacts_dir={tmp_path / 't'}",
-              "--model.tta=shifts_rotations")  # fmt: skip
+    tta = cli(
+        "test",
+        f"--ckpt_path={checkpoint}",
+        f"--data.data_dir={data}",
+        f"--artifacts_dir={tmp_path / 't'}",
+        "--model.tta=shifts_rotations",
+    )
     assert plain.code == tta.code == 0, plain.err[-2000:] + tta.err[-2000:]
     assert plain.out != tta.out, "the test figures must come from the averaged views"
-    exported = cli("export", f"--checkpoint={checkpoint}", f"--data_dir={data}", f"--output={tmp_path / 'm.onnx'}",
-                   "--tta=rotations")  # fmt: skip
+    exported = cli(
+        "export",
+        f"--checkpoint={checkpoint}",
+        f"--data_dir={data}",
+        f"--output={tmp_path / 'm.onnx'}",
+        "--tta=rotations",
+    )
     assert exported.code == 0 and "onnxruntime matches PyTorch" in exported.err, exported.err[-2000:]
     metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert metadata["test_time_augmentation"] == "rotations"
@@ -153,10 +183,19 @@ def _floats(state: dict) -> dict:
 @pytest.mark.slow
 def test_ema_weights_are_what_is_checkpointed_exported_and_resumed(cli, tiny_data, tmp_path):
     art, steps, decay = tmp_path / "art", tmp_path / "steps", 0.5
-    fit = ["fit", f"--data.data_dir={tiny_data}", "--data.val_size=100", "--data.batch_size=50",
-           f"--artifacts_dir={art}", *TINY_MODEL, "--progress_bar.refresh_rate=0", "--trainer.limit_train_batches=2",
-           f"--ema_decay={decay}", "--trainer.callbacks+=tests.test_averaging.WeightsPerStep",
-           f"--trainer.callbacks.folder={steps}"]  # fmt: skip
+    fit = [
+        "fit",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=100",
+        "--data.batch_size=50",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        "--trainer.limit_train_batches=2",
+        f"--ema_decay={decay}",
+        "--trainer.callbacks+=tests.test_averaging.WeightsPerStep",
+        f"--trainer.callbacks.folder={steps}",
+    ]
     first = cli(*fit, "--trainer.max_epochs=1")
     assert first.code == 0, first.err[-3000:]
     trained = {step: _floats(torch.load(steps / f"step_{step}.pt")) for step in (1, 2)}
@@ -169,8 +208,12 @@ def test_ema_weights_are_what_is_checkpointed_exported_and_resumed(cli, tiny_dat
     best = load_checkpoint(art / "digits_cnn.ckpt")  # as evaluate, export and ensemble read it
     torch.testing.assert_close(_floats(best.net.state_dict()), {k.removeprefix("net."): v for k, v in average.items()})
 
-    exported = cli("export", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={tiny_data}",
-                   f"--output={tmp_path / 'm.onnx'}")  # fmt: skip
+    exported = cli(
+        "export",
+        f"--checkpoint={art / 'digits_cnn.ckpt'}",
+        f"--data_dir={tiny_data}",
+        f"--output={tmp_path / 'm.onnx'}",
+    )
     assert exported.code == 0, exported.err[-2000:]
     by_hand = DigitsCNN(Architecture.from_hparams(best.model_hparams)).eval()
     by_hand.load_state_dict({k.removeprefix("net."): v for k, v in torch.load(steps / "step_2.pt").items()})
@@ -212,8 +255,11 @@ def test_the_students_loss_mixes_the_labels_with_the_teachers_tempered_mean_prob
 def _onnx_shape(path: Path) -> tuple:
     """What a consumer of the file sees of it (inputs, outputs) and what it weighs (every initializer's shape)."""
     graph = onnx.load(str(path)).graph
-    return ([i.name for i in graph.input], [o.name for o in graph.output],
-            sorted((tuple(t.dims), t.data_type) for t in graph.initializer))  # fmt: skip
+    return (
+        [i.name for i in graph.input],
+        [o.name for o in graph.output],
+        sorted((tuple(t.dims), t.data_type) for t in graph.initializer),
+    )
 
 
 @pytest.mark.slow
@@ -224,9 +270,16 @@ def test_distill_trains_an_ordinary_student_on_augmented_images(cli, members, tm
     monkeypatch.setattr(
         Teacher, "loss", lambda self, lo, images, la: seen.append(images) or teacher_loss(self, lo, images, la)
     )
-    common = [f"--data.data_dir={data}", "--data.val_size=40", "--data.batch_size=32", "--trainer.max_epochs=1",
-              "--trainer.limit_train_batches=2", "--trainer.precision=32-true", "--trainer.deterministic=true",
-              "--progress_bar.refresh_rate=0"]  # fmt: skip
+    common = [
+        f"--data.data_dir={data}",
+        "--data.val_size=40",
+        "--data.batch_size=32",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.precision=32-true",
+        "--trainer.deterministic=true",
+        "--progress_bar.refresh_rate=0",
+    ]
     student = cli("distill", str(root / "runs"), *common, f"--artifacts_dir={tmp_path / 'student'}", "--temperature=2")
     assert student.code == 0, student.err[-3000:]
     assert "teacher: 2 networks" in student.err and len(seen) == 2

@@ -35,8 +35,14 @@ OWN_OPTIONS = {
     "demo": ["--artifacts_dir", "--host", "--port"],
 }
 LIGHTNING = ("fit", "validate", "test", "predict", "distill", "adapt")
-ONLY_IN = {"--trainer.max_epochs": LIGHTNING, "--baseline_subset": ("evaluate",), "--int8": ("export",),
-           "--port": ("demo",), "--subset": ("baselines",), "--teacher_weight": ("distill",)}  # fmt: skip
+ONLY_IN = {
+    "--trainer.max_epochs": LIGHTNING,
+    "--baseline_subset": ("evaluate",),
+    "--int8": ("export",),
+    "--port": ("demo",),
+    "--subset": ("baselines",),
+    "--teacher_weight": ("distill",),
+}
 
 
 def _metrics(artifacts) -> list[dict]:
@@ -58,10 +64,15 @@ def test_each_subcommand_has_help_with_its_own_options(cli, command):
 # What each command must run, written out here rather than read from cli.py's table: a command wired to the
 # wrong function, or to none, fails below. serve's function is part of the serving side's contract.
 RUNS = {
-    "evaluate": (commands, "evaluate"), "export": (commands, "export"), "baselines": (commands, "baselines"),
-    "grid": (commands, "grid"), "ensemble": (ensemble, "ensemble"), "demo": (demo, "demo"),
-    "serve": (server, "serve"), "tune": (tune_command, "tune"),
-}  # fmt: skip
+    "evaluate": (commands, "evaluate"),
+    "export": (commands, "export"),
+    "baselines": (commands, "baselines"),
+    "grid": (commands, "grid"),
+    "ensemble": (ensemble, "ensemble"),
+    "demo": (demo, "demo"),
+    "serve": (server, "serve"),
+    "tune": (tune_command, "tune"),
+}
 
 
 @pytest.mark.parametrize("command", RUNS)
@@ -97,13 +108,17 @@ NOT_LOADED = {
     ("demo", "--help"): (("torch", "lightning", "onnx", "onnxruntime"), "lightning_digits.demo"),
     ("tune", "--help"): (("torch", "lightning", "optuna"), "lightning_digits.tuning.command"),
     # (matplotlib is not on this list: torchmetrics, under Lightning, imports it.)
-    ("fit", "--help"): (("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
-                        "lightning_digits.lightning_cli"),
-    ("distill", "--help"): (("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
-                            "lightning_digits.distill"),
+    ("fit", "--help"): (
+        ("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
+        "lightning_digits.lightning_cli",
+    ),
+    ("distill", "--help"): (
+        ("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
+        "lightning_digits.distill",
+    ),
     # (adapt exports ONNX and tests before and after: onnxruntime and the reports are its own.)
     ("adapt", "--help"): (("litserve", "fastapi", "optuna", "mlflow"), "lightning_digits.adapt"),
-}  # fmt: skip
+}
 SHOW_MODULES = """import sys
 from lightning_digits.cli import main
 try:
@@ -118,10 +133,15 @@ def test_each_command_imports_only_what_it_runs():
     """Which packages a fresh process has loaded after each command's --help (a timing budget would be a flaky
     test; the figures are in docs/performance.md)."""
     processes = {
-        args: subprocess.Popen([sys.executable, "-c", SHOW_MODULES, *args], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        args: subprocess.Popen(
+            [sys.executable, "-c", SHOW_MODULES, *args],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for args in NOT_LOADED
-    }  # fmt: skip
+    }
     for args, process in processes.items():
         out, err = process.communicate(timeout=240)
         assert process.returncode == 0, err[-2000:]
@@ -167,12 +187,21 @@ def test_one_cycle_smoke_run_trains_and_integer_limits_are_counts(tmp_path, tiny
     monkeypatch.setattr(sys, "argv", ["lightning-digits"])
     saved = dict(os.environ)  # Lightning sets PL_GLOBAL_SEED; later tests' subprocesses start clean
     try:
-        run = run_lightning([
-            "fit", f"--config={REPO / 'configs' / 'fast.yaml'}", f"--data.data_dir={tiny_data}", "--data.val_size=50",
-            "--data.batch_size=16", "--data.eval_batch_size=10", f"--artifacts_dir={tmp_path}",
-            "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
-            "--progress_bar.refresh_rate=0",
-        ])  # fmt: skip
+        run = run_lightning(
+            [
+                "fit",
+                f"--config={REPO / 'configs' / 'fast.yaml'}",
+                f"--data.data_dir={tiny_data}",
+                "--data.val_size=50",
+                "--data.batch_size=16",
+                "--data.eval_batch_size=10",
+                f"--artifacts_dir={tmp_path}",
+                "--trainer.max_epochs=1",
+                "--trainer.limit_train_batches=4",
+                "--trainer.limit_val_batches=1",
+                "--progress_bar.refresh_rate=0",
+            ]
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -214,8 +243,14 @@ def test_resume_from_last_continues_the_same_run(cli, tmp_path, tiny_data):
 
 
 def test_a_one_cycle_run_resumed_for_more_epochs_than_its_schedule_is_one_line(cli, tmp_path, tiny_data):
-    common = [f"--data.data_dir={tiny_data}", "--data.val_size=50", f"--artifacts_dir={tmp_path}", *TINY_MODEL,
-              "--model.scheduler=one_cycle", "--data.batch_size=32"]  # fmt: skip
+    common = [
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        f"--artifacts_dir={tmp_path}",
+        *TINY_MODEL,
+        "--model.scheduler=one_cycle",
+        "--data.batch_size=32",
+    ]
     assert cli("fit", *common, "--trainer.max_epochs=1").code == 0
     longer = cli("fit", *common, "--trainer.max_epochs=2", "--ckpt_path=last")
     assert longer.code == 2 and "Traceback" not in longer.err

@@ -61,9 +61,20 @@ def data(tmp_path_factory):
 
 
 def _fit(data, art, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lightning_digits", "fit", f"--data.data_dir={data}", "--data.val_size=200",
-            "--data.batch_size=32", f"--artifacts_dir={art}", *TINY_MODEL, "--progress_bar.refresh_rate=0",
-            "--trainer.enable_model_summary=false", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "lightning_digits",
+        "fit",
+        f"--data.data_dir={data}",
+        "--data.val_size=200",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
 
 
 def _until(run: ProcessGroup, path: Path, seconds: float) -> None:
@@ -85,10 +96,20 @@ def _exit_code(run: ProcessGroup, seconds: float, since: str) -> int:
 @pytest.mark.slow
 def test_an_exception_on_one_rank_ends_every_rank_within_seconds_and_names_it(tmp_path, data):
     raised = tmp_path / "raised"
-    run = ProcessGroup(_fit(data, tmp_path / "art", *DDP_BOUNDED, "--trainer.max_epochs=5",
-                            "--trainer.callbacks+=tests.faults.RaiseOnRank", "--trainer.callbacks.rank=1",
-                            "--trainer.callbacks.step=3", f"--trainer.callbacks.mark={raised}"),
-                       tmp_path / "output.txt", cwd=REPO)  # fmt: skip
+    run = ProcessGroup(
+        _fit(
+            data,
+            tmp_path / "art",
+            *DDP_BOUNDED,
+            "--trainer.max_epochs=5",
+            "--trainer.callbacks+=tests.faults.RaiseOnRank",
+            "--trainer.callbacks.rank=1",
+            "--trainer.callbacks.step=3",
+            f"--trainer.callbacks.mark={raised}",
+        ),
+        tmp_path / "output.txt",
+        cwd=REPO,
+    )
     try:
         _until(run, raised, seconds=150)
         code = _exit_code(run, 30, since="rank 1 raised")
@@ -136,9 +157,20 @@ def test_one_cycle_scales_its_rate_with_the_process_count_and_every_rank_joins_e
     art = tmp_path / "art"
     one_cycle = ["--model.scheduler=one_cycle", "--model.lr_scaling=linear", "--model.lr=0.01"]
     mine = write_user_digits(tmp_path / "mine", per_class=3)
-    fit = run_cli("fit", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
-                  f"--artifacts_dir={art}", *TINY_MODEL, *DDP, *one_cycle, "--trainer.max_epochs=1",
-                  f"--data.extra_dir={mine}", "--progress_bar.refresh_rate=0", timeout=240)  # fmt: skip
+    fit = run_cli(
+        "fit",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        *DDP,
+        *one_cycle,
+        "--trainer.max_epochs=1",
+        f"--data.extra_dir={mine}",
+        "--progress_bar.refresh_rate=0",
+        timeout=240,
+    )
     assert fit.returncode == 0, fit.stderr[-3000:]
     # The rate logged at the epoch's start is one-cycle's first: its peak (2 x 0.01) over div_factor 25.
     assert _logged(art, "lr-Adam") == pytest.approx(2 * 0.01 / 25)

@@ -26,14 +26,35 @@ from lightning_digits.checkpoints import load_checkpoint
 
 from .conftest import REPO, TINY_MODEL, write_dataset
 
-FAMILIES = ["checkpoint", "onnx", "int8", "report plots", "tune plots", "summary", "trials.csv", "predictions.csv",
-            "best.yaml", "best.json", "mlflow_run.json", "classification_report.txt"]  # fmt: skip
+FAMILIES = [
+    "checkpoint",
+    "onnx",
+    "int8",
+    "report plots",
+    "tune plots",
+    "summary",
+    "trials.csv",
+    "predictions.csv",
+    "best.yaml",
+    "best.json",
+    "mlflow_run.json",
+    "classification_report.txt",
+]
 CHECKPOINTS = ("digits_cnn.ckpt", "digits_cnn_final.ckpt")
 
 
 def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
-    return ["fit", f"--data.data_dir={data}", "--data.val_size=200", "--data.batch_size=32", f"--artifacts_dir={art}",
-            *TINY_MODEL, "--progress_bar.refresh_rate=0", "--trainer.enable_model_summary=false", *extra]  # fmt: skip
+    return [
+        "fit",
+        f"--data.data_dir={data}",
+        "--data.val_size=200",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
 
 
 def _file_size_limit(size: int):
@@ -55,8 +76,13 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def writers_under_a_full_disk(tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("writers")
-    ran = subprocess.run([sys.executable, "-m", "tests.full_disk_writers", str(out)], cwd=REPO, capture_output=True,
-                         text=True, timeout=240)  # fmt: skip
+    ran = subprocess.run(
+        [sys.executable, "-m", "tests.full_disk_writers", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     return json.loads(ran.stdout.strip().splitlines()[-1]), out
 
@@ -83,8 +109,21 @@ def test_a_writer_refused_by_a_full_disk_says_so_in_one_line_and_keeps_the_previ
 
 
 # Calls that write a file, and the only places allowed to write other than to atomic_path's temporary file.
-WRITE_CALLS = {"write_text", "write_bytes", "savefig", "save", "save_model", "dump", "export", "quantize_static",
-               "to_csv", "writelines", "copyfile", "copy2", "move"}  # fmt: skip
+WRITE_CALLS = {
+    "write_text",
+    "write_bytes",
+    "savefig",
+    "save",
+    "save_model",
+    "dump",
+    "export",
+    "quantize_static",
+    "to_csv",
+    "writelines",
+    "copyfile",
+    "copy2",
+    "move",
+}
 NOT_ATOMIC = {
     ("lightning_digits/checkpoint_io.py", "torch.save(checkpoint, buffer)"): "serialises into memory",
     ("lightning_digits/data/idx.py", "path.write_bytes"): "write_idx, the tests' data set writer",
@@ -134,9 +173,19 @@ def test_a_fit_that_cannot_save_keeps_the_previous_checkpoints_and_resumes_from_
     before = {name: (art / name).read_bytes() for name in CHECKPOINTS}
 
     # A limit above the logs and config files but below a checkpoint (~400 KB): the first save fails.
-    full = subprocess.run([sys.executable, "-m", "lightning_digits", *_fit_args(data, art, "--trainer.max_epochs=3",
-                           "--ckpt_path=last", short)], cwd=REPO, capture_output=True, text=True, timeout=240,
-                          preexec_fn=_file_size_limit(150_000))  # fmt: skip
+    full = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_digits",
+            *_fit_args(data, art, "--trainer.max_epochs=3", "--ckpt_path=last", short),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        preexec_fn=_file_size_limit(150_000),
+    )
     assert full.returncode == 2, full.stderr[-3000:]
     line = _the_one_error_line(full.stderr)
     assert f"file size limit reached on {art} while saving digits_cnn" in line, line
@@ -159,9 +208,14 @@ def test_kill_9_during_a_checkpoint_write_leaves_loadable_checkpoints_and_resume
     art = tmp_path / "art"
     # A wide hidden layer (checkpoints of about 5 MB) saved every step: writes long and many enough to catch.
     args = _fit_args(data, art, "--model.hidden=512", "--final_checkpoint.every_n_train_steps=1")
-    process = subprocess.Popen([sys.executable, "-m", "lightning_digits", *args, "--trainer.max_epochs=20"],
-                               cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_digits", *args, "--trainer.max_epochs=20"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     caught = None
     try:
@@ -191,8 +245,9 @@ def _user_namespaces() -> str | None:
     """Why a tmpfs of our own cannot be mounted here (None: it can)."""
     if not shutil.which("unshare"):
         return "no unshare(1)"
-    tried = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True,
-                           text=True, timeout=30)  # fmt: skip
+    tried = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True, text=True, timeout=30
+    )
     return None if tried.returncode == 0 else f"user namespaces not allowed here: {tried.stderr.strip()}"
 
 
@@ -218,8 +273,13 @@ def _fit_in_a_small_filesystem(tmp_path: Path, data: Path, mount: str) -> tuple[
     (out / "art").mkdir(parents=True)
     args = _fit_args(data, art, "--model.hidden=256", "--trainer.max_epochs=3")
     env = {**os.environ, "ART": str(art), "OUT": str(out), "PYTHON": sys.executable, "MOUNT": mount}
-    subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", IN_A_SMALL_FILESYSTEM, "fit",
-                    *args], cwd=REPO, env=env, timeout=300, check=True)  # fmt: skip
+    subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", IN_A_SMALL_FILESYSTEM, "fit", *args],
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        check=True,
+    )
     stderr = (out / "stderr").read_text()
     assert (out / "code").read_text().strip() == "2", stderr[-3000:]
     return art, out / "art", stderr

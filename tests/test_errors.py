@@ -40,10 +40,19 @@ def _data(tmp: Path, change: Callable[[Path], None] | None = None) -> Path:
     return folder
 
 
-def _fit(tmp: Path, art: Path, data: Path, *extra: str, length: tuple[str, ...] = ("--trainer.fast_dev_run=1",)
-         ) -> list[str]:  # fmt: skip
-    return ["fit", f"--data.data_dir={data}", "--data.val_size=20", "--data.download=false",
-            f"--artifacts_dir={art}", *length, *TINY_MODEL, *extra]  # fmt: skip
+def _fit(
+    tmp: Path, art: Path, data: Path, *extra: str, length: tuple[str, ...] = ("--trainer.fast_dev_run=1",)
+) -> list[str]:
+    return [
+        "fit",
+        f"--data.data_dir={data}",
+        "--data.val_size=20",
+        "--data.download=false",
+        f"--artifacts_dir={art}",
+        *length,
+        *TINY_MODEL,
+        *extra,
+    ]
 
 
 def _rewrite(name: str, make: Callable[[bytes], bytes]) -> Callable[[Path], None]:
@@ -62,8 +71,13 @@ def _images_folder(tmp: Path, write: Callable[[Path], None]) -> Path:
 
 
 def _predict(tmp: Path, art: Path, images: Path) -> list[str]:
-    return ["predict", f"--data.data_dir={_data(tmp)}", f"--data.predict_path={images}", f"--artifacts_dir={art}",
-            *TINY_MODEL]  # fmt: skip
+    return [
+        "predict",
+        f"--data.data_dir={_data(tmp)}",
+        f"--data.predict_path={images}",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+    ]
 
 
 def _huge_png(folder: Path) -> None:
@@ -95,15 +109,27 @@ def _teacher(tmp: Path, name: str, **data: object) -> Path:
 
 
 def _distill(tmp: Path, art: Path, *args: str) -> list[str]:
-    return ["distill", *args, f"--data.data_dir={_data(tmp)}", "--data.val_size=20", f"--artifacts_dir={art}",
-            "--trainer.fast_dev_run=1", *TINY_MODEL]  # fmt: skip
+    return [
+        "distill",
+        *args,
+        f"--data.data_dir={_data(tmp)}",
+        "--data.val_size=20",
+        f"--artifacts_dir={art}",
+        "--trainer.fast_dev_run=1",
+        *TINY_MODEL,
+    ]
 
 
 def _adapt(tmp: Path, art: Path, digits: Callable[[Path], Path] | None, checkpoint: Path | None = None) -> list[str]:
     """`adapt` of the digits that `digits` writes (none given when it is None) from `checkpoint` (a tiny one)."""
-    return ["adapt", *([str(digits(tmp / "mine"))] if digits else []),
-            f"--checkpoint={checkpoint or _teacher(tmp, 'start')}", f"--output_dir={art}",
-            f"--data.data_dir={_data(tmp)}", "--trainer.fast_dev_run=1"]  # fmt: skip
+    return [
+        "adapt",
+        *([str(digits(tmp / "mine"))] if digits else []),
+        f"--checkpoint={checkpoint or _teacher(tmp, 'start')}",
+        f"--output_dir={art}",
+        f"--data.data_dir={_data(tmp)}",
+        "--trainer.fast_dev_run=1",
+    ]
 
 
 def _digits(per_class: int = 3, classes: range = range(10)) -> Callable[[Path], Path]:
@@ -117,82 +143,158 @@ def _not_class_layout(folder: Path) -> Path:
 
 
 CASES = [
-    Case("truncated file",
-         lambda t, a: _fit(t, a, _data(t, _rewrite("train-images-idx3-ubyte.gz",
-                                                   lambda b: gzip.compress(gzip.decompress(b)[:-100])))),
-         "truncated or corrupt"),
-    Case("predict path with no images", lambda t, a: _predict(t, a, _images_folder(t, lambda f: None)),
-         "no images found"),
-    Case("unreadable image",
-         lambda t, a: _predict(t, a, _images_folder(t, lambda f: (f / "broken.png").write_bytes(b"\x89PNG nope"))),
-         "broken.png: cannot read it as an image"),
+    Case(
+        "truncated file",
+        lambda t, a: _fit(
+            t, a, _data(t, _rewrite("train-images-idx3-ubyte.gz", lambda b: gzip.compress(gzip.decompress(b)[:-100])))
+        ),
+        "truncated or corrupt",
+    ),
+    Case(
+        "predict path with no images", lambda t, a: _predict(t, a, _images_folder(t, lambda f: None)), "no images found"
+    ),
+    Case(
+        "unreadable image",
+        lambda t, a: _predict(t, a, _images_folder(t, lambda f: (f / "broken.png").write_bytes(b"\x89PNG nope"))),
+        "broken.png: cannot read it as an image",
+    ),
     Case("huge image", lambda t, a: _predict(t, a, _images_folder(t, _huge_png)), "above the limit of 40,000,000"),
-    Case("checkpoint path does not exist",
-         lambda t, a: ["test", f"--data.data_dir={_data(t)}", f"--artifacts_dir={a}", f"--ckpt_path={t / 'no.ckpt'}"],
-         "does not exist"),
-    Case("file that is not a checkpoint",
-         lambda t, a: ["test", f"--data.data_dir={_data(t)}", f"--artifacts_dir={a}",
-                       f"--ckpt_path={_data(t) / 'train-labels-idx1-ubyte.gz'}"],
-         "is not a readable PyTorch checkpoint"),
-    Case("unknown view set, named before the checkpoint is read",
-         lambda t, a: ["evaluate", f"--checkpoint={t / 'no.ckpt'}", "--tta=sideways"],
-         "tta 'sideways' is not a view set; choose one of none, shifts"),
-    Case("checkpoint of another model",
-         lambda t, a: ["evaluate", f"--checkpoint={_checkpoint_of_another_model(t)}"],
-         "is not a lightning-digits checkpoint"),
-    Case("corrupt ONNX file",
-         lambda t, a: [str(a / "digits_cnn.onnx"), str(_images_folder(t, lambda f: None))],
-         "not a loadable ONNX model", module="lightning_digits.onnx_predictor"),
-    Case("unknown config key", lambda t, a: _fit(t, a, _data(t), "--model.nope=1"),
-         "unrecognized arguments: --model.nope"),
-    Case("wrong type", lambda t, a: _fit(t, a, _data(t), "--model.lr=fast"),
-         "Expected a <class 'float'>. Got value: fast"),
-    Case("negative learning rate", lambda t, a: _fit(t, a, _data(t), "--model.lr=-0.001"),
-         "model.lr must be above 0, got -0.001"),
+    Case(
+        "checkpoint path does not exist",
+        lambda t, a: ["test", f"--data.data_dir={_data(t)}", f"--artifacts_dir={a}", f"--ckpt_path={t / 'no.ckpt'}"],
+        "does not exist",
+    ),
+    Case(
+        "file that is not a checkpoint",
+        lambda t, a: [
+            "test",
+            f"--data.data_dir={_data(t)}",
+            f"--artifacts_dir={a}",
+            f"--ckpt_path={_data(t) / 'train-labels-idx1-ubyte.gz'}",
+        ],
+        "is not a readable PyTorch checkpoint",
+    ),
+    Case(
+        "unknown view set, named before the checkpoint is read",
+        lambda t, a: ["evaluate", f"--checkpoint={t / 'no.ckpt'}", "--tta=sideways"],
+        "tta 'sideways' is not a view set; choose one of none, shifts",
+    ),
+    Case(
+        "checkpoint of another model",
+        lambda t, a: ["evaluate", f"--checkpoint={_checkpoint_of_another_model(t)}"],
+        "is not a lightning-digits checkpoint",
+    ),
+    Case(
+        "corrupt ONNX file",
+        lambda t, a: [str(a / "digits_cnn.onnx"), str(_images_folder(t, lambda f: None))],
+        "not a loadable ONNX model",
+        module="lightning_digits.onnx_predictor",
+    ),
+    Case(
+        "unknown config key",
+        lambda t, a: _fit(t, a, _data(t), "--model.nope=1"),
+        "unrecognized arguments: --model.nope",
+    ),
+    Case(
+        "wrong type",
+        lambda t, a: _fit(t, a, _data(t), "--model.lr=fast"),
+        "Expected a <class 'float'>. Got value: fast",
+    ),
+    Case(
+        "negative learning rate",
+        lambda t, a: _fit(t, a, _data(t), "--model.lr=-0.001"),
+        "model.lr must be above 0, got -0.001",
+    ),
     Case("batch size 0", lambda t, a: _fit(t, a, _data(t), "--data.batch_size=0"), "data.batch_size must be at least"),
     Case("augmentation out of range", lambda t, a: _fit(t, a, _data(t), "--data.rotation=500"), "rotation must be in"),
-    Case("EMA decay out of range", lambda t, a: _fit(t, a, _data(t), "--ema_decay=1.5"),
-         "--ema_decay must be in (0, 1), or null for none, got 1.5"),
-    Case("validation off while early stopping watches it",
-         lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0"),
-         "--trainer.limit_val_batches 0 turns validation off, but --early_stopping.monitor val_loss"),
-    Case("validation fraction below one batch (Lightning's own check)",
-         lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0.001",
-                           length=("--trainer.max_epochs=1", "--trainer.limit_train_batches=1")),
-         "Lightning refuses the settings: You requested to check 0.001 of the `val_dataloader`"),
+    Case(
+        "EMA decay out of range",
+        lambda t, a: _fit(t, a, _data(t), "--ema_decay=1.5"),
+        "--ema_decay must be in (0, 1), or null for none, got 1.5",
+    ),
+    Case(
+        "validation off while early stopping watches it",
+        lambda t, a: _fit(t, a, _data(t), "--trainer.limit_val_batches=0"),
+        "--trainer.limit_val_batches 0 turns validation off, but --early_stopping.monitor val_loss",
+    ),
+    Case(
+        "validation fraction below one batch (Lightning's own check)",
+        lambda t, a: _fit(
+            t,
+            a,
+            _data(t),
+            "--trainer.limit_val_batches=0.001",
+            length=("--trainer.max_epochs=1", "--trainer.limit_train_batches=1"),
+        ),
+        "Lightning refuses the settings: You requested to check 0.001 of the `val_dataloader`",
+    ),
     Case("distill without a teacher", lambda t, a: _distill(t, a), "distill needs a teacher"),
-    Case("distill from a folder without checkpoints",
-         lambda t, a: _distill(t, a, str(_images_folder(t, lambda f: None))), "no digits_cnn.ckpt below"),
-    Case("distill from members trained on different data sets",
-         lambda t, a: _distill(t, a, str(_teacher(t, "a")), str(_teacher(t, "b", dataset="fashion_mnist"))),
-         "the checkpoints were trained on different data sets (fashion_mnist, mnist); use one"),
-    Case("distill into a student preset that does not exist",
-         lambda t, a: _distill(t, a, str(_teacher(t, "a")), "-c", "fsat"), "config 'fsat' is neither a file nor"),
-    Case("distill a teacher of another data set",
-         lambda t, a: _distill(t, a, str(_teacher(t, "a", dataset="fashion_mnist"))),
-         "the teacher was trained on fashion_mnist, the student on mnist (--data.dataset)"),
-    Case("distill a teacher that learnt the student's validation images",
-         lambda t, a: _distill(t, a, str(_teacher(t, "a", split_seed=7))),
-         "a teacher network held out other validation images (--data.split_seed 7"),
-    Case("distill at a temperature out of range",
-         lambda t, a: _distill(t, a, str(_teacher(t, "a")), "--temperature=0"), "--temperature must be above 0"),
-    Case("adapt without digits", lambda t, a: _adapt(t, a, None),
-         "adapt needs your digits: a folder with a sub-folder of images per class"),
-    Case("adapt with a class missing", lambda t, a: _adapt(t, a, _digits(classes=range(9))),
-         "has no digits of class 9; adapt needs every class 0-9"),
-    Case("adapt with too few digits of a class", lambda t, a: _adapt(t, a, _digits(per_class=1)),
-         "too few digits of class 0 (1), 1 (1)"),
-    Case("adapt from a folder not in the class layout", lambda t, a: _adapt(t, a, _not_class_layout),
-         "is not a class folder (its name must be a class index"),
-    Case("adapt a checkpoint of another data set",
-         lambda t, a: _adapt(t, a, _digits(), _teacher(t, "f", dataset="fashion_mnist")),
-         "was trained on fashion_mnist; adapt teaches handwritten digits to a model of mnist"),
-    Case("adapt without a checkpoint",
-         lambda t, a: _adapt(t, a, _digits(), t / "none.ckpt"),
-         "none.ckpt does not exist; train first (`lightning-digits fit`) or pass --checkpoint"),
-    Case("artifacts folder cannot be written",
-         lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)), "cannot write to"),
-]  # fmt: skip
+    Case(
+        "distill from a folder without checkpoints",
+        lambda t, a: _distill(t, a, str(_images_folder(t, lambda f: None))),
+        "no digits_cnn.ckpt below",
+    ),
+    Case(
+        "distill from members trained on different data sets",
+        lambda t, a: _distill(t, a, str(_teacher(t, "a")), str(_teacher(t, "b", dataset="fashion_mnist"))),
+        "the checkpoints were trained on different data sets (fashion_mnist, mnist); use one",
+    ),
+    Case(
+        "distill into a student preset that does not exist",
+        lambda t, a: _distill(t, a, str(_teacher(t, "a")), "-c", "fsat"),
+        "config 'fsat' is neither a file nor",
+    ),
+    Case(
+        "distill a teacher of another data set",
+        lambda t, a: _distill(t, a, str(_teacher(t, "a", dataset="fashion_mnist"))),
+        "the teacher was trained on fashion_mnist, the student on mnist (--data.dataset)",
+    ),
+    Case(
+        "distill a teacher that learnt the student's validation images",
+        lambda t, a: _distill(t, a, str(_teacher(t, "a", split_seed=7))),
+        "a teacher network held out other validation images (--data.split_seed 7",
+    ),
+    Case(
+        "distill at a temperature out of range",
+        lambda t, a: _distill(t, a, str(_teacher(t, "a")), "--temperature=0"),
+        "--temperature must be above 0",
+    ),
+    Case(
+        "adapt without digits",
+        lambda t, a: _adapt(t, a, None),
+        "adapt needs your digits: a folder with a sub-folder of images per class",
+    ),
+    Case(
+        "adapt with a class missing",
+        lambda t, a: _adapt(t, a, _digits(classes=range(9))),
+        "has no digits of class 9; adapt needs every class 0-9",
+    ),
+    Case(
+        "adapt with too few digits of a class",
+        lambda t, a: _adapt(t, a, _digits(per_class=1)),
+        "too few digits of class 0 (1), 1 (1)",
+    ),
+    Case(
+        "adapt from a folder not in the class layout",
+        lambda t, a: _adapt(t, a, _not_class_layout),
+        "is not a class folder (its name must be a class index",
+    ),
+    Case(
+        "adapt a checkpoint of another data set",
+        lambda t, a: _adapt(t, a, _digits(), _teacher(t, "f", dataset="fashion_mnist")),
+        "was trained on fashion_mnist; adapt teaches handwritten digits to a model of mnist",
+    ),
+    Case(
+        "adapt without a checkpoint",
+        lambda t, a: _adapt(t, a, _digits(), t / "none.ckpt"),
+        "none.ckpt does not exist; train first (`lightning-digits fit`) or pass --checkpoint",
+    ),
+    Case(
+        "artifacts folder cannot be written",
+        lambda t, a: _fit(t, (a / "summary.json") / "sub", _data(t)),
+        "cannot write to",
+    ),
+]
 
 
 REPRESENTATIVE = ["truncated file", "checkpoint of another model", "corrupt ONNX file", "unknown config key"]
@@ -244,8 +346,10 @@ def whole_program(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProce
         started[case.name] = [sys.executable, "-m", case.module, *case.args(tmp, art)], art
     missing = tmp_path_factory.mktemp("debug") / "missing.ckpt"
     started[DEBUG] = [sys.executable, "-m", "lightning_digits", "evaluate", f"--checkpoint={missing}", "--debug"], None
-    processes = {name: subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name, (command, _) in started.items()}  # fmt: skip
+    processes = {
+        name: subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (command, _) in started.items()
+    }
     results = {}
     for name, process in processes.items():
         stdout, stderr = process.communicate(timeout=180)

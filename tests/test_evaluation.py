@@ -25,10 +25,19 @@ from lightning_digits.run_lock import LOCK_FILE
 from .conftest import TINY_MODEL, synthetic_digits, write_dataset
 
 EXPECTED_FILES = [
-    "acc_curve.png", "loss_curve.png", "confusion_matrix.png", "misclassifications.png", "inference_grid.png",
-    "baselines.png", "classification_report.txt", "label_map.txt", "summary.txt", "summary.json",
-    "baselines.csv", "digits_cnn.onnx",
-]  # fmt: skip
+    "acc_curve.png",
+    "loss_curve.png",
+    "confusion_matrix.png",
+    "misclassifications.png",
+    "inference_grid.png",
+    "baselines.png",
+    "classification_report.txt",
+    "label_map.txt",
+    "summary.txt",
+    "summary.json",
+    "baselines.csv",
+    "digits_cnn.onnx",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +46,29 @@ def trained(tmp_path_factory, _cli_main):
     root = tmp_path_factory.mktemp("evaluate")
     data = write_dataset(root / "data")
     art = root / "art"
-    _cli_main(["fit", f"--data.data_dir={data}", "--data.val_size=50", f"--artifacts_dir={art}",
-               "--trainer.max_epochs=2", "--progress_bar.refresh_rate=0", *TINY_MODEL])  # fmt: skip
+    _cli_main(
+        [
+            "fit",
+            f"--data.data_dir={data}",
+            "--data.val_size=50",
+            f"--artifacts_dir={art}",
+            "--trainer.max_epochs=2",
+            "--progress_bar.refresh_rate=0",
+            *TINY_MODEL,
+        ]
+    )
     return data, art
 
 
 def test_evaluate_writes_every_artifact(trained, cli):
     data, art = trained
-    result = cli("evaluate", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}",
-                 "--baseline_subset=200", "--samples=4")  # fmt: skip
+    result = cli(
+        "evaluate",
+        f"--checkpoint={art / 'digits_cnn.ckpt'}",
+        f"--data_dir={data}",
+        "--baseline_subset=200",
+        "--samples=4",
+    )
     assert result.code == 0, result.err
     for name in EXPECTED_FILES:
         path = art / name
@@ -89,8 +112,11 @@ def test_confusion_and_report_agree_with_hand_counts():
     predicted = np.array([0, 0, 1, 1, 2, 2])
     results = report.TestResults(labels, np.eye(3, dtype=np.float32)[predicted], loss=0.0)
     np.testing.assert_array_equal(report.confusion(results, 3), [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
-    lines = {line.split()[0]: line.split()[1:] for line in report.report_text(results, ["0", "1", "2"]).splitlines()
-             if line.strip()}  # fmt: skip
+    lines = {
+        line.split()[0]: line.split()[1:]
+        for line in report.report_text(results, ["0", "1", "2"]).splitlines()
+        if line.strip()
+    }
     # class 0: precision 2/2, recall 2/3; class 1: 1/2 and 1/2; class 2: 1/2 and 1/1
     assert [float(v) for v in lines["0"]] == [1.0, round(2 / 3, 4), 0.8, 3]
     assert [float(v) for v in lines["1"]] == [0.5, 0.5, 0.5, 2]
@@ -147,16 +173,19 @@ def test_onnx_predictor_runs_without_torch(tmp_path):
         image = Image.new("L", (60, 90), 255)
         image.paste(0, (20 + i, 10, 32, 80))
         image.save(drawn / f"{i}.png")
-    check = subprocess.run([sys.executable, "-c", "import torch"], env={"PYTHONPATH": str(blocker)},
-                           capture_output=True, text=True)  # fmt: skip
+    check = subprocess.run(
+        [sys.executable, "-c", "import torch"], env={"PYTHONPATH": str(blocker)}, capture_output=True, text=True
+    )
     assert check.returncode != 0 and "torch is not available" in check.stderr
     import os
 
     env = {**os.environ, "PYTHONPATH": str(blocker)}
     result = subprocess.run(
         [sys.executable, "-m", "lightning_digits.onnx_predictor", str(tmp_path / "m.onnx"), str(drawn)],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "file,predicted,confidence,top3" and len(lines) == 4

@@ -65,9 +65,13 @@ def test_repeats_make_the_stated_weight_of_an_epoch():
 def test_the_data_module_joins_them_to_training_and_validation(tmp_path, tiny_data, notices):
     mine = write_user_digits(tmp_path / "mine", per_class=5)
     dm = DigitsDataModule(
-        data_dir=str(tiny_data), download=False, val_size=50, extra_dir=str(mine), extra_weight=0.5,
+        data_dir=str(tiny_data),
+        download=False,
+        val_size=50,
+        extra_dir=str(mine),
+        extra_weight=0.5,
         extra_val_fraction=0.2,
-    )  # fmt: skip
+    )
     dm.setup("fit")
     # 250 MNIST-like training images; 4 of each class's 5 train, 40 in all, repeated round(250 / 40) = 6 times.
     assert (len(dm.train_set), len(dm.val_set)) == (250 + 6 * 40, 50 + 10)
@@ -82,9 +86,15 @@ def test_a_fit_with_them_runs_and_validates_on_them(cli, tmp_path, tiny_data):
     mine = write_user_digits(tmp_path / "mine", per_class=5)
     art = tmp_path / "art"
     result = cli(
-        "fit", f"--data.data_dir={tiny_data}", "--data.val_size=50", f"--data.extra_dir={mine}",
-        f"--artifacts_dir={art}", "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1", *TINY_MODEL,
-    )  # fmt: skip
+        "fit",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        f"--data.extra_dir={mine}",
+        f"--artifacts_dir={art}",
+        "--trainer.max_epochs=1",
+        "--trainer.log_every_n_steps=1",
+        *TINY_MODEL,
+    )
     assert result.code == 0, result.err
     assert "each repeated" in result.err and (art / "digits_cnn_final.ckpt").is_file()
 
@@ -124,9 +134,14 @@ def test_each_bad_folder_is_one_user_error(tmp_path, case, message):
 def test_the_command_says_it_in_one_line(cli, tmp_path, tiny_data):
     folder = _bad_case(tmp_path, "not a digit")
     result = cli(
-        "fit", f"--data.data_dir={tiny_data}", "--data.val_size=50", f"--data.extra_dir={folder}",
-        f"--artifacts_dir={tmp_path / 'art'}", "--trainer.max_epochs=1", *TINY_MODEL,
-    )  # fmt: skip
+        "fit",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        f"--data.extra_dir={folder}",
+        f"--artifacts_dir={tmp_path / 'art'}",
+        "--trainer.max_epochs=1",
+        *TINY_MODEL,
+    )
     assert result.code != 0
     errors = [line for line in result.err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "seven is not a class folder" in errors[0], result.err

@@ -12,15 +12,18 @@ from lightning_digits.callbacks import SeedPerRank, bf16_advice
 from lightning_digits.data.augment import rank_seed
 
 
-@pytest.mark.parametrize(("precision", "capability", "advised"), [
-    ("bf16-mixed", (7, 0), True),   # V100
-    ("bf16-mixed", (7, 5), True),   # T4
-    ("bf16-true", (6, 1), True),
-    ("bf16-mixed", (8, 0), False),  # A100
-    ("bf16-mixed", (9, 0), False),  # H100
-    ("16-mixed", (7, 0), False),
-    ("32-true", (7, 5), False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("precision", "capability", "advised"),
+    [
+        ("bf16-mixed", (7, 0), True),  # V100
+        ("bf16-mixed", (7, 5), True),  # T4
+        ("bf16-true", (6, 1), True),
+        ("bf16-mixed", (8, 0), False),  # A100
+        ("bf16-mixed", (9, 0), False),  # H100
+        ("16-mixed", (7, 0), False),
+        ("32-true", (7, 5), False),
+    ],
+)
 def test_bf16_is_advised_against_only_where_it_is_emulated(precision, capability, advised):
     advice = bf16_advice(precision, capability)
     assert (advice is not None) == advised

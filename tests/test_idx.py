@@ -20,10 +20,13 @@ def test_write_then_read_gives_the_same_array(tmp_path, name):
     np.testing.assert_array_equal(read_idx(tmp_path / name, expected_dims=3), images)
 
 
-@pytest.mark.parametrize("written, read_as, message", [
-    (np.zeros(5, np.uint8), 3, "magic number 0x00000801, expected 0x00000803"),  # labels where images belong
-    (np.zeros((5, 28, 28), np.uint8), 1, "magic number 0x00000803, expected 0x00000801"),  # and the reverse
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "written, read_as, message",
+    [
+        (np.zeros(5, np.uint8), 3, "magic number 0x00000801, expected 0x00000803"),  # labels where images belong
+        (np.zeros((5, 28, 28), np.uint8), 1, "magic number 0x00000803, expected 0x00000801"),  # and the reverse
+    ],
+)
 def test_wrong_magic_number_is_named(tmp_path, written, read_as, message):
     write_idx(tmp_path / "file.gz", written)
     with pytest.raises(UserError, match=f"file.gz: {message}.*is it the right file"):

@@ -1,9 +1,12 @@
 """Rules of the code's layout that no single feature test would notice breaking: Lightning's private API is used in
-lightning_internals.py alone, and another Lightning release is refused there in one line."""
+lightning_internals.py alone, and another Lightning release is refused there in one line; the code is as
+`ruff format` writes it, and lint-clean, unused `noqa` markers included (RUF100)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -42,3 +45,10 @@ def test_another_lightning_release_is_one_line_naming_the_supported_one():
     message = str(refused.value)
     assert "\n" not in message and "not the installed 2.7.0" in message
     assert f"pip install lightning=={lightning_internals.SUPPORTED[0]}" in message
+
+
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
+def test_the_code_is_as_ruff_writes_it(command):
+    ruff = [sys.executable, "-m", "ruff", *command]
+    result = subprocess.run(ruff, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

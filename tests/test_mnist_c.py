@@ -15,8 +15,19 @@ from lightning_digits.evaluation.mnist_c import CORRUPTIONS, benchmark_images, c
 
 from .conftest import COMMITTED_MODEL, REPO, synthetic_digits, write_dataset
 
-RANDOM = {"shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "rotate", "translate", "fog",
-          "spatter", "dotted_line", "zigzag"}  # fmt: skip
+RANDOM = {
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "motion_blur",
+    "shear",
+    "rotate",
+    "translate",
+    "fog",
+    "spatter",
+    "dotted_line",
+    "zigzag",
+}
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +151,17 @@ def test_the_bench_suite_runs_in_a_tiny_form_and_its_clean_figure_is_the_model_s
     from lightning_digits.data.sources import load_split
     from lightning_digits.onnx_predictor import OnnxDigits
 
-    command = [sys.executable, str(REPO / "bench" / "robustness.py"), str(COMMITTED_MODEL), "--suite", "mnist-c",
-               "--limit", "60", "--data_dir", str(real_mnist)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "robustness.py"),
+        str(COMMITTED_MODEL),
+        "--suite",
+        "mnist-c",
+        "--limit",
+        "60",
+        "--data_dir",
+        str(real_mnist),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert list(result["corruptions"]) == list(CORRUPTIONS) and result["images"] == 60

@@ -18,16 +18,29 @@ from .conftest import REPO, TINY_MODEL, write_dataset
 from .harness import free_port
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-ACROSS_TWO_NODES = ["--trainer.num_nodes=2", "--trainer.accelerator=cpu", "--trainer.devices=1",
-                    "--trainer.strategy=ddp", "--progress_bar.refresh_rate=0",
-                    "--trainer.enable_model_summary=false"]  # fmt: skip
+ACROSS_TWO_NODES = [
+    "--trainer.num_nodes=2",
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.strategy=ddp",
+    "--progress_bar.refresh_rate=0",
+    "--trainer.enable_model_summary=false",
+]
 
 
 def _launcher(node_rank: int, port: int, args: list[str], cwd: Path, timeout: int = 60) -> subprocess.Popen:
     command = [
-        str(TORCHRUN), "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node_rank}", "--master_addr=127.0.0.1",
-        f"--master_port={port}", f"--rdzv_conf=timeout={timeout}", "-m", "lightning_digits", *args,
-    ]  # fmt: skip
+        str(TORCHRUN),
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        f"--node_rank={node_rank}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+        f"--rdzv_conf=timeout={timeout}",
+        "-m",
+        "lightning_digits",
+        *args,
+    ]
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -42,8 +55,9 @@ def _on_two_nodes(nodes: list[Path], args: list[str]) -> None:
 
 
 def _logged(folder: Path, version: int, key: str) -> float:
-    [value] = [row[key] for row in csv.DictReader(open(folder / "logs" / f"version_{version}" / "metrics.csv"))
-               if row.get(key)]  # fmt: skip
+    [value] = [
+        row[key] for row in csv.DictReader(open(folder / "logs" / f"version_{version}" / "metrics.csv")) if row.get(key)
+    ]
     return float(value)
 
 
@@ -59,8 +73,18 @@ def test_a_fit_and_a_test_across_two_nodes(tmp_path, cli):
     nodes = [tmp_path / "node0", tmp_path / "node1"]
     tiny = [f"--data.data_dir={data}", "--data.val_size=50", *TINY_MODEL]
     common = [*tiny, "--artifacts_dir=art"]  # relative: each node's own folder
-    _on_two_nodes(nodes, ["fit", *common, *ACROSS_TWO_NODES, "--data.batch_size=16", "--trainer.max_epochs=1",
-                          "--trainer.limit_train_batches=3", "--trainer.num_sanity_val_steps=0"])  # fmt: skip
+    _on_two_nodes(
+        nodes,
+        [
+            "fit",
+            *common,
+            *ACROSS_TWO_NODES,
+            "--data.batch_size=16",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=3",
+            "--trainer.num_sanity_val_steps=0",
+        ],
+    )
     art = nodes[0] / "art"
     assert sorted(p.name for p in art.glob("*.ckpt")) == ["digits_cnn.ckpt", "digits_cnn_final.ckpt"]
     assert [p.name for p in (art / "logs").iterdir()] == ["version_0"], "one log, by global rank 0"

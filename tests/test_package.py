@@ -50,8 +50,9 @@ def _run(installed: tuple[Path, Path], program: str, *args: str, timeout: float 
     bin_dir, work = installed
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run([bin_dir / program, *args], cwd=work, env=env, capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [bin_dir / program, *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -92,9 +93,19 @@ def test_user_path_from_the_wheel(installed, digit_files):
     """fit one batch on the real MNIST, evaluate, export, predict on image files, the onnxruntime-only predictor."""
     work = installed[1]
     data = f"--data.data_dir={REAL_MNIST}"
-    _run(installed, "lightning-digits", "fit", data, "--artifacts_dir=art", "--data.train_subset=128",
-         "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-         "--progress_bar.refresh_rate=0", *TINY)  # fmt: skip
+    _run(
+        installed,
+        "lightning-digits",
+        "fit",
+        data,
+        "--artifacts_dir=art",
+        "--data.train_subset=128",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--progress_bar.refresh_rate=0",
+        *TINY,
+    )
     assert (work / "art/digits_cnn.ckpt").is_file() and (work / "art/digits_cnn_final.ckpt").is_file()
 
     _run(installed, "lightning-digits", "evaluate", "--checkpoint=art/digits_cnn.ckpt", "--baselines=false")
@@ -105,8 +116,14 @@ def test_user_path_from_the_wheel(installed, digit_files):
     assert "onnxruntime matches PyTorch" in exported.stderr and (work / "m.onnx").is_file()
 
     folder, _ = digit_files
-    _run(installed, "lightning-digits", "predict", "--ckpt_path=art/digits_cnn.ckpt", f"--data.predict_path={folder}",
-         "--artifacts_dir=art")  # fmt: skip
+    _run(
+        installed,
+        "lightning-digits",
+        "predict",
+        "--ckpt_path=art/digits_cnn.ckpt",
+        f"--data.predict_path={folder}",
+        "--artifacts_dir=art",
+    )
     with open(work / "art/predictions.csv") as f:
         torch_rows = list(csv.DictReader(f))
     assert [Path(r["file"]).name for r in torch_rows] == [f"digit_{i}.png" for i in range(4)]
@@ -121,8 +138,13 @@ def test_demo_serves_the_page_and_the_runtime_from_the_wheel(installed):
     art = work / "demo_art"
     art.mkdir()
     (art / "digits_cnn.onnx").write_bytes(COMMITTED_MODEL.read_bytes())
-    server = subprocess.Popen([bin_dir / "lightning-digits", "demo", f"--artifacts_dir={art}", "--port=0"], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [bin_dir / "lightning-digits", "demo", f"--artifacts_dir={art}", "--port=0"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = server.stdout.readline()  # the address, printed once listening; "" if it died
         assert "open http://" in line, server.stderr.read()

@@ -17,9 +17,19 @@ def checkpoint(tmp_path_factory, _cli_main):
     """A tiny model fitted for one batch on generated data, whose data folder is then deleted."""
     root = tmp_path_factory.mktemp("predict")
     data = write_dataset(root / "data", n_train=120, n_test=20)
-    _cli_main(["fit", f"--data.data_dir={data}", "--data.val_size=20", f"--artifacts_dir={root / 'art'}",
-               "--data.batch_size=32", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-               "--progress_bar.refresh_rate=0", *TINY_MODEL])  # fmt: skip
+    _cli_main(
+        [
+            "fit",
+            f"--data.data_dir={data}",
+            "--data.val_size=20",
+            f"--artifacts_dir={root / 'art'}",
+            "--data.batch_size=32",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--progress_bar.refresh_rate=0",
+            *TINY_MODEL,
+        ]
+    )
     shutil.rmtree(data)
     return root / "art" / "digits_cnn.ckpt"
 

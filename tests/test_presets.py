@@ -58,9 +58,16 @@ def test_inline_yaml_still_reaches_the_parser(cli):
 def test_the_best_preset_trains_its_three_block_network_with_its_one_cycle_schedule(cli, tiny_data, tmp_path):
     art = tmp_path / "art"
     fit = cli(
-        "fit", "-c", "best", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
-        f"--artifacts_dir={art}", "--trainer.max_epochs=3", "--trainer.limit_train_batches=3",
-    )  # fmt: skip
+        "fit",
+        "-c",
+        "best",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        "--trainer.max_epochs=3",
+        "--trainer.limit_train_batches=3",
+    )
     assert fit.code == 0, fit.err[-3000:]
     config = yaml.safe_load((art / "logs" / "version_0" / "config.yaml").read_text())
     assert config["model"]["channels"] == [32, 64, 128] and config["model"]["scheduler"] == "one_cycle"
@@ -80,5 +87,7 @@ def test_the_one_cycle_presets_keep_the_checkpoint_of_the_best_validation_accura
         shown = cli("fit", "-c", preset, "--print_config")
         assert shown.code == 0, shown.err
         assert yaml.safe_load(shown.out)["checkpoint"] | {"dirpath": None} == {
-            "dirpath": None, "monitor": "val_acc", "mode": "max"
-        }  # fmt: skip
+            "dirpath": None,
+            "monitor": "val_acc",
+            "mode": "max",
+        }

@@ -22,13 +22,26 @@ from .conftest import REPO, TINY_MODEL, run_cli, write_dataset
 
 
 def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
-    return ["fit", f"--data.data_dir={data}", "--data.val_size=200", "--data.batch_size=32", f"--artifacts_dir={art}",
-            *TINY_MODEL, "--progress_bar.refresh_rate=0", *extra]  # fmt: skip
+    return [
+        "fit",
+        f"--data.data_dir={data}",
+        "--data.val_size=200",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        *extra,
+    ]
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lightning_digits", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightning_digits", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _fit_until_first_epoch(data: Path, art: Path, max_epochs: int) -> tuple[subprocess.Popen, Path]:
@@ -93,8 +106,16 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data, cli):
 def test_sigterm_stops_after_the_step_with_its_state_saved_and_says_so(tmp_path, data):
     """One process (DDP's case is in test_ddp.py): the signal comes at step 3, from inside, as from a scheduler."""
     art = tmp_path / "art"
-    run = run_cli(*_fit_args(data, art, "--trainer.max_epochs=5", "--trainer.callbacks+=tests.faults.SigtermAtStep",
-                             "--trainer.callbacks.step=3"), timeout=120)  # fmt: skip
+    run = run_cli(
+        *_fit_args(
+            data,
+            art,
+            "--trainer.max_epochs=5",
+            "--trainer.callbacks+=tests.faults.SigtermAtStep",
+            "--trainer.callbacks.step=3",
+        ),
+        timeout=120,
+    )
     assert run.returncode == 128 + signal.SIGTERM, run.stderr[-3000:]
     assert "SIGTERM: stopped after step 4; resume with --ckpt_path last" in run.stderr
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
@@ -104,8 +125,12 @@ def test_sigterm_stops_after_the_step_with_its_state_saved_and_says_so(tmp_path,
 @pytest.mark.slow
 def test_two_seeded_deterministic_fits_are_identical(tmp_path, data, cli):
     """One fit in this process, one in a fresh one: nothing may depend on the process (hash seeds, ...)."""
-    args = {name: _fit_args(data, tmp_path / name, "--trainer.max_epochs=2", "--trainer.deterministic=true",
-                            "--seed_everything=7") for name in ("a", "b")}  # fmt: skip
+    args = {
+        name: _fit_args(
+            data, tmp_path / name, "--trainer.max_epochs=2", "--trainer.deterministic=true", "--seed_everything=7"
+        )
+        for name in ("a", "b")
+    }
     try:
         in_process = cli(*args["a"])
     finally:

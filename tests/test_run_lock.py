@@ -86,8 +86,17 @@ def test_the_other_ranks_of_a_run_do_not_lock(variable, holder, monkeypatch):
 
 
 def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
-    return ["fit", f"--data.data_dir={data}", "--data.val_size=200", "--data.batch_size=32", f"--artifacts_dir={art}",
-            *TINY_MODEL, "--progress_bar.refresh_rate=0", "--trainer.enable_model_summary=false", *extra]  # fmt: skip
+    return [
+        "fit",
+        f"--data.data_dir={data}",
+        "--data.val_size=200",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
 
 
 @pytest.mark.slow

@@ -480,8 +480,10 @@ def test_the_pages_server_answers_samples_with_the_same_code(tmp_path):
     try:
         with httpx.Client(base_url=address, timeout=TIMEOUT) as session:
             assert post_sample(session, generated_digit(2), "12").status_code == 400
-            head = (f"POST /samples HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                    f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n").encode()  # fmt: skip
+            head = (
+                f"POST /samples HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
+            ).encode()
             refused = raw_request(demo.server_address[1], head, b"--b")
             assert refused.startswith(b"HTTP/1.0 413") and b"connection: close" in refused.lower(), refused[:300]
             assert list(collected.iterdir()) == []
@@ -507,8 +509,9 @@ def test_the_pages_server_hands_out_the_model_in_its_folder_now(tmp_path):
         with httpx.Client(base_url=address, timeout=TIMEOUT) as session:
             assert session.get("/model/metadata.json").json()["class_names"] == json.dumps([str(d) for d in range(10)])
             adapted = onnx.load(str(MODEL))
-            onnx.helper.set_model_props(adapted, {"class_names": json.dumps([str(d) for d in range(10)]),
-                                                  "adapted_from": "digits_cnn.ckpt"})  # fmt: skip
+            onnx.helper.set_model_props(
+                adapted, {"class_names": json.dumps([str(d) for d in range(10)]), "adapted_from": "digits_cnn.ckpt"}
+            )
             atomic_model = tmp_path / "next.onnx"
             onnx.save(adapted, str(atomic_model))
             atomic_model.replace(tmp_path / "digits_cnn.onnx")
@@ -742,10 +745,20 @@ def test_a_worker_that_cannot_load_its_model_says_so_in_one_line_and_exits_3(tmp
         model.write(b"not a model")
         model.flush()
         fds = [listening.fileno(), model.fileno()]
-        env = {**os.environ, SETTINGS_VARIABLE: json.dumps(asdict(settings)), SOCKET_VARIABLE: str(fds[0]),
-               MODEL_VARIABLE: str(fds[1])}  # fmt: skip
-        result = subprocess.run([sys.executable, "-m", "lightning_digits.serving.worker"], env=env, pass_fds=fds,
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        env = {
+            **os.environ,
+            SETTINGS_VARIABLE: json.dumps(asdict(settings)),
+            SOCKET_VARIABLE: str(fds[0]),
+            MODEL_VARIABLE: str(fds[1]),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "lightning_digits.serving.worker"],
+            env=env,
+            pass_fds=fds,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == STARTUP_FAILURE
     assert result.stderr.startswith(f"lightning-digits: error: {tmp_path / 'model.onnx'}: not a loadable ONNX model")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -826,8 +839,10 @@ def test_sighup_reloads_the_model_under_load_without_a_failed_request_and_refuse
         load.stop()
     failed = [outcome for _, outcome in load.outcomes if outcome != "200"]
     first_new = min(at for at, sha in load.models if sha == new_sha) - asked
-    print(f"\nreload under 16 clients: {len(load.outcomes)} requests, {len(failed)} failed; the new model answered "
-          f"{first_new:.2f} s after SIGHUP; the reload took {done - asked:.2f} s")  # fmt: skip
+    print(
+        f"\nreload under 16 clients: {len(load.outcomes)} requests, {len(failed)} failed; the new model answered "
+        f"{first_new:.2f} s after SIGHUP; the reload took {done - asked:.2f} s"
+    )
     try:
         assert failed == [], failed[:10]
         assert 0 < first_new < 3
@@ -854,8 +869,12 @@ def test_sighup_reloads_the_model_under_load_without_a_failed_request_and_refuse
                 server.send(signal.SIGHUP)
                 refused = wait_for_line(server, f"reload refused, still serving sha256 {new_sha[:12]}: {served}", nth)
                 assert words in refused, refused
-                assert session.post("/predict", files={"file": ("d.png", digits[0].read_bytes())}).json()["model"][
-                    "sha256"] == new_sha  # fmt: skip
+                assert (
+                    session.post("/predict", files={"file": ("d.png", digits[0].read_bytes())}).json()["model"][
+                        "sha256"
+                    ]
+                    == new_sha
+                )
             os.kill(min(server.workers()), signal.SIGKILL)
             wait_for_line(server, "starting another")
             for _ in range(20):  # over both workers

@@ -22,10 +22,19 @@ def test_fit_logs_config_metrics_and_checkpoints_and_evaluate_adds_its_files(cli
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     art = tmp_path / "art"
     fit = cli(
-        "fit", "-c", "mlflow", f"--mlflow.tracking_uri={uri}", "--mlflow.run_name=tiny",
-        f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32", f"--artifacts_dir={art}",
-        "--trainer.max_epochs=2", "--trainer.limit_train_batches=3", *TINY_MODEL,
-    )  # fmt: skip
+        "fit",
+        "-c",
+        "mlflow",
+        f"--mlflow.tracking_uri={uri}",
+        "--mlflow.run_name=tiny",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=3",
+        *TINY_MODEL,
+    )
     assert fit.code == 0, fit.err[-3000:]
     assert (art / "logs" / "version_0" / "metrics.csv").is_file(), "the CSV log stays: evaluate reads it"
 
@@ -54,10 +63,24 @@ def test_a_two_process_fit_logs_one_run_with_its_metrics_and_config(tmp_path, ti
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [sys.executable, "-m", "lightning_digits", "fit", "-c", "mlflow", f"--mlflow.tracking_uri={uri}",
-            f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=16",
-            f"--artifacts_dir={tmp_path / 'art'}", "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
-            *TINY_MODEL, "--progress_bar.refresh_rate=0", *DDP_BOUNDED]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "lightning_digits",
+        "fit",
+        "-c",
+        "mlflow",
+        f"--mlflow.tracking_uri={uri}",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=16",
+        f"--artifacts_dir={tmp_path / 'art'}",
+        "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=3",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        *DDP_BOUNDED,
+    ]
     # In tmp_path: the SQLite store keeps its artifacts under ./mlruns.
     run = ProcessGroup(args, tmp_path / "output.txt", cwd=tmp_path)
     try:
@@ -82,9 +105,14 @@ def test_a_later_fit_without_mlflow_leaves_evaluate_out_of_mlflow(cli, tmp_path,
     art.mkdir()
     (art / "mlflow_run.json").write_text('{"tracking_uri": "sqlite:///nowhere.db", "run_id": "x"}')
     fit = cli(
-        "fit", f"--data.data_dir={tiny_data}", "--data.val_size=50", "--data.batch_size=32",
-        f"--artifacts_dir={art}", "--trainer.fast_dev_run=1", *TINY_MODEL,
-    )  # fmt: skip
+        "fit",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        "--trainer.fast_dev_run=1",
+        *TINY_MODEL,
+    )
     assert fit.code == 0, fit.err[-3000:]
     assert not (art / "mlflow_run.json").exists(), "the old record would send evaluate's files to another run"
 

@@ -49,8 +49,13 @@ GOOD, POOR = {"model.lr": 0.02, "model.label_smoothing": 0.0}, {"model.lr": 1.0e
 
 
 def _tune_config(folder: Path, data: Path, **settings) -> Path:
-    config = {"fit": {**TINY_FIT, "data.data_dir": str(data)}, "space": SPACE, "study_dir": str(folder / "tune"),
-              "study_name": "tiny", **settings}  # fmt: skip
+    config = {
+        "fit": {**TINY_FIT, "data.data_dir": str(data)},
+        "space": SPACE,
+        "study_dir": str(folder / "tune"),
+        "study_name": "tiny",
+        **settings,
+    }
     path = folder / "tune.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -233,15 +238,21 @@ def _worker_of(trial: optuna.trial.FrozenTrial) -> int:
 
 @pytest.mark.slow
 def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_retried(postgres, cli, tmp_path):
-    config = _tune_config(tmp_path, write_dataset(tmp_path / "data"), storage=postgres, heartbeat=1, pruning=False,
-                          test_best=False)  # fmt: skip
+    config = _tune_config(
+        tmp_path, write_dataset(tmp_path / "data"), storage=postgres, heartbeat=1, pruning=False, test_best=False
+    )
     logs = [open(tmp_path / f"worker_{i}.log", "w") for i in range(2)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # two small processes on two cores
     a, b = (
-        subprocess.Popen([sys.executable, "-m", "lightning_digits", "tune", "-c", str(config), "--n_trials", "4"],
-                         cwd=tmp_path, stderr=log, stdout=log, env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "lightning_digits", "tune", "-c", str(config), "--n_trials", "4"],
+            cwd=tmp_path,
+            stderr=log,
+            stdout=log,
+            env=env,
+        )
         for log in logs
-    )  # fmt: skip
+    )
     storage = optuna.storages.RDBStorage(postgres)  # one connection pool: polls take milliseconds, not a connect
     try:
         deadline, states = time.monotonic() + 120, set()

@@ -49,9 +49,17 @@ def _page_with(model_dir: Path, collect_dir: Path | None = None):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=900,700"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=900,700",
+    ):
         options.add_argument(flag)
     server, address = serve_in_background(str(model_dir), str(collect_dir) if collect_dir else None)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -134,8 +142,10 @@ def test_drawn_mnist_digits_are_recognised_and_match_python(page, real_mnist):
         logits = session.run(["logits"], {"image": browser_input.reshape(1, 1, 28, 28)})[0][0]
         python_probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         worst_probability = max(worst_probability, float(np.abs(python_probabilities - result["probabilities"]).max()))
-    print(f"\nbrowser: {correct}/{DIGITS} recognised, max input difference {worst_input:.2e}, "
-          f"max probability difference {worst_probability:.2e}")  # fmt: skip
+    print(
+        f"\nbrowser: {correct}/{DIGITS} recognised, max input difference {worst_input:.2e}, "
+        f"max probability difference {worst_probability:.2e}"
+    )
     assert correct >= DIGITS - 1, f"only {correct} of {DIGITS} drawn digits recognised"
     assert worst_input <= 1 / 255, f"browser and Python inputs differ by up to {worst_input}"
     assert worst_probability <= 1e-4, f"browser and Python probabilities differ by up to {worst_probability}"

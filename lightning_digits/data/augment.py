@@ -39,11 +39,14 @@ class AffineRanges:
     scale: float = 0.1
 
     def __post_init__(self) -> None:
-        check_ranges("data.", {
-            "rotation": (self.rotation, 0 <= self.rotation <= 180, "in [0, 180] degrees"),
-            "shift": (self.shift, 0 <= self.shift <= 0.5, "in [0, 0.5] (a fraction of the image size)"),
-            "scale": (self.scale, 0 <= self.scale < 1, "in [0, 1) (0.1 means 90%-110%)"),
-        })  # fmt: skip
+        check_ranges(
+            "data.",
+            {
+                "rotation": (self.rotation, 0 <= self.rotation <= 180, "in [0, 180] degrees"),
+                "shift": (self.shift, 0 <= self.shift <= 0.5, "in [0, 0.5] (a fraction of the image size)"),
+                "scale": (self.scale, 0 <= self.scale < 1, "in [0, 1) (0.1 means 90%-110%)"),
+            },
+        )
 
     @property
     def is_identity(self) -> bool:

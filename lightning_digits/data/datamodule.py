@@ -93,14 +93,21 @@ class DigitsDataModule(pl.LightningDataModule):
         extra_val_fraction: float = 0.2,
     ) -> None:
         super().__init__()
-        check_ranges("data.", {
-            "batch_size": (batch_size, batch_size >= 1, "at least 1"),
-            "eval_batch_size": (eval_batch_size, eval_batch_size >= 1, "at least 1"),
-            "val_size": (val_size, val_size >= 1, "at least 1"),
-            "train_subset": (train_subset, train_subset is None or train_subset >= 1, "at least 1 (or null for all)"),
-            "extra_weight": (extra_weight, 0 <= extra_weight < 1, "in [0, 1)"),
-            "extra_val_fraction": (extra_val_fraction, 0 <= extra_val_fraction < 1, "in [0, 1)"),
-        })  # fmt: skip
+        check_ranges(
+            "data.",
+            {
+                "batch_size": (batch_size, batch_size >= 1, "at least 1"),
+                "eval_batch_size": (eval_batch_size, eval_batch_size >= 1, "at least 1"),
+                "val_size": (val_size, val_size >= 1, "at least 1"),
+                "train_subset": (
+                    train_subset,
+                    train_subset is None or train_subset >= 1,
+                    "at least 1 (or null for all)",
+                ),
+                "extra_weight": (extra_weight, 0 <= extra_weight < 1, "in [0, 1)"),
+                "extra_val_fraction": (extra_val_fraction, 0 <= extra_val_fraction < 1, "in [0, 1)"),
+            },
+        )
         self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
         self.ink = InkRanges(slant=slant, elastic=elastic, elastic_sigma=elastic_sigma, stroke=stroke)
         self.degrade = DegradeRates(background, noise, blur, lines, stripes, outline)

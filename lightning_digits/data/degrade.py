@@ -34,10 +34,13 @@ class DegradeRates:
     outline: float = 0.0
 
     def __post_init__(self) -> None:
-        check_ranges("data.", {
-            f.name: (getattr(self, f.name), 0 <= getattr(self, f.name) <= 1, "in [0, 1] (a fraction of the images)")
-            for f in fields(self)
-        })  # fmt: skip
+        check_ranges(
+            "data.",
+            {
+                f.name: (getattr(self, f.name), 0 <= getattr(self, f.name) <= 1, "in [0, 1] (a fraction of the images)")
+                for f in fields(self)
+            },
+        )
 
     @property
     def is_identity(self) -> bool:

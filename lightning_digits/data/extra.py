@@ -96,7 +96,12 @@ def join_extra(train: Split, val: Split, extra: ExtraDigits, weight: float, val_
     _log.info(
         "data.extra_dir: %d images; %d to training, each repeated %d times (%d of %d training images, %.1f%%), "
         "%d to validation",
-        len(extra.labels), int((~to_val).sum()), times, len(extra_train[1]), len(joined_train[1]),
-        100 * len(extra_train[1]) / len(joined_train[1]), int(to_val.sum()),
-    )  # fmt: skip
+        len(extra.labels),
+        int((~to_val).sum()),
+        times,
+        len(extra_train[1]),
+        len(joined_train[1]),
+        100 * len(extra_train[1]) / len(joined_train[1]),
+        int(to_val.sum()),
+    )
     return joined_train, joined_val

@@ -31,12 +31,23 @@ class InkRanges:
     stroke: float = 0.0
 
     def __post_init__(self) -> None:
-        check_ranges("data.", {
-            "slant": (self.slant, 0 <= self.slant < 60, "in [0, 60) degrees"),
-            "elastic": (self.elastic, 0 <= self.elastic <= 100, "in [0, 100] (pixels of displacement, Simard's alpha)"),
-            "elastic_sigma": (self.elastic_sigma, 0.5 <= self.elastic_sigma <= 8, "in [0.5, 8] pixels"),
-            "stroke": (self.stroke, 0 <= self.stroke <= 1, "in [0, 1] (a fraction of a one-pixel dilation/erosion)"),
-        })  # fmt: skip
+        check_ranges(
+            "data.",
+            {
+                "slant": (self.slant, 0 <= self.slant < 60, "in [0, 60) degrees"),
+                "elastic": (
+                    self.elastic,
+                    0 <= self.elastic <= 100,
+                    "in [0, 100] (pixels of displacement, Simard's alpha)",
+                ),
+                "elastic_sigma": (self.elastic_sigma, 0.5 <= self.elastic_sigma <= 8, "in [0.5, 8] pixels"),
+                "stroke": (
+                    self.stroke,
+                    0 <= self.stroke <= 1,
+                    "in [0, 1] (a fraction of a one-pixel dilation/erosion)",
+                ),
+            },
+        )
 
     @property
     def is_identity(self) -> bool:

@@ -67,7 +67,7 @@ FAMILIES: tuple[Family, ...] = (
         "dkgBd.ttf",
         "dkgIt.ttf",
         "dkgBI.ttf",
-    ),  # fmt: skip
+    ),
     _family(
         "comic-neue",
         "fonts-comic-neue",
@@ -77,7 +77,7 @@ FAMILIES: tuple[Family, ...] = (
         "ComicNeue-Bold.otf",
         "ComicNeue-Italic.otf",
         "ComicNeue-Light.otf",
-    ),  # fmt: skip
+    ),
     _family(
         "dancing-script",
         "fonts-dancingscript",
@@ -85,7 +85,7 @@ FAMILIES: tuple[Family, ...] = (
         _OPENTYPE / "dancingscript",
         "DancingScript-Regular.otf",
         "DancingScript-Bold.otf",
-    ),  # fmt: skip
+    ),
     _family(
         "dejavu-sans",
         "fonts-dejavu-core",
@@ -93,7 +93,7 @@ FAMILIES: tuple[Family, ...] = (
         _TRUETYPE / "dejavu",
         "DejaVuSans.ttf",
         "DejaVuSans-Bold.ttf",
-    ),  # fmt: skip
+    ),
     _family(
         "liberation-serif",
         "fonts-liberation",
@@ -101,7 +101,7 @@ FAMILIES: tuple[Family, ...] = (
         _TRUETYPE / "liberation",
         "LiberationSerif-Regular.ttf",
         "LiberationSerif-Bold.ttf",
-    ),  # fmt: skip
+    ),
     _family("bwht-learn", "fonts-bwht", "report", _BWHT, "BecauseWeLearn-Regular.otf"),
     _family("bwht-mentor", "fonts-bwht", "report", _BWHT, "BecauseWeMentor-Regular.otf"),
     _family("bwht-organize", "fonts-bwht", "report", _BWHT, "BecauseWeOrganize-Regular.otf"),
@@ -118,7 +118,7 @@ FAMILIES: tuple[Family, ...] = (
         _TRUETYPE / "dejavu",
         "DejaVuSerif.ttf",
         "DejaVuSerif-Bold.ttf",
-    ),  # fmt: skip
+    ),
     _family(
         "liberation-sans",
         "fonts-liberation",
@@ -126,7 +126,7 @@ FAMILIES: tuple[Family, ...] = (
         _TRUETYPE / "liberation",
         "LiberationSans-Regular.ttf",
         "LiberationSans-Bold.ttf",
-    ),  # fmt: skip
+    ),
     # Single-stroke Hershey fonts, drawn with the page's pen; near-copies (simplex and its Roman twin, the
     # script in its simplex and complex cuts) stay in one part.
     _family("pen-simplex", "hershey-fonts-data", "choose", HERSHEY, "futural.jhf", "rowmans.jhf"),

@@ -42,8 +42,9 @@ def _split(loaded: LoadedCheckpoint, data_dir: str | None, split: str) -> tuple[
     return load_split(loaded.dataset, _data_dir(loaded, data_dir), split)
 
 
-def _cnn_row(loaded: LoadedCheckpoint, results: report.TestResults, test_seconds: float, training: dict,
-             training_file_count: int) -> dict:  # fmt: skip
+def _cnn_row(
+    loaded: LoadedCheckpoint, results: report.TestResults, test_seconds: float, training: dict, training_file_count: int
+) -> dict:
     """The CNN's row of the baselines table: how well, how fast, and from how many images its fit learned."""
     data = loaded.data_hparams
     learned_from = (
@@ -99,10 +100,14 @@ def evaluate(
     test = _split(loaded, data_dir, "test")
     say(f"evaluating {checkpoint}" + (f" with test-time augmentation ({tta})" if tta != "none" else ""))
     written = write_test_reports(
-        with_views(loaded.net, tta), DATASETS[loaded.dataset].class_names, test, out,
+        with_views(loaded.net, tta),
+        DATASETS[loaded.dataset].class_names,
+        test,
+        out,
         {"samples": samples, "mistakes": mistakes, "seed": seed},
-        {"dataset": loaded.dataset, "test_time_augmentation": tta}, say,
-    )  # fmt: skip
+        {"dataset": loaded.dataset, "test_time_augmentation": tta},
+        say,
+    )
 
     say("accuracy and loss curves")
     log_dirs = find_training_logs(out)
@@ -114,8 +119,14 @@ def evaluate(
     training = training_record(loaded, out, log_dirs[-1] if log_dirs else None)
     train_count = split_size(loaded.dataset, _data_dir(loaded, data_dir), "train")
     cnn_row = _cnn_row(loaded, written.results, written.test_seconds, training, train_count)
-    summary = {"dataset": loaded.dataset, "checkpoint": str(checkpoint), "test_time_augmentation": tta,
-               **written.summary, **training, "cnn_row": cnn_row}  # fmt: skip
+    summary = {
+        "dataset": loaded.dataset,
+        "checkpoint": str(checkpoint),
+        "test_time_augmentation": tta,
+        **written.summary,
+        **training,
+        "cnn_row": cnn_row,
+    }
     if baselines:
         say("baselines")
         rows = run_baselines(_split(loaded, data_dir, "train"), test, baseline_subset, seed, say)
@@ -173,8 +184,10 @@ def export(
         except ExportCheckFailed:
             int8_target.unlink()
             raise
-        say(f"wrote {int8_target}: test accuracy {check['int8_test_accuracy']:.4f} "
-             f"(fp32 {check['fp32_test_accuracy']:.4f}) on {check['test_images']:,} images")  # fmt: skip
+        say(
+            f"wrote {int8_target}: test accuracy {check['int8_test_accuracy']:.4f} "
+            f"(fp32 {check['fp32_test_accuracy']:.4f}) on {check['test_images']:,} images"
+        )
 
 
 def baselines(

@@ -58,10 +58,14 @@ def ensemble(
         say(f"        {path}: test accuracy {accuracy:.4f}")
         member_rows.append({"checkpoint": str(path), "test_accuracy": accuracy})
     written = write_test_reports(
-        Averaged([member.net for member in members], member_views), DATASETS[dataset].class_names, test, out,
+        Averaged([member.net for member in members], member_views),
+        DATASETS[dataset].class_names,
+        test,
+        out,
         {"samples": samples, "mistakes": mistakes, "seed": seed},
-        {"dataset": dataset, "test_time_augmentation": tta, "members": json.dumps([str(p) for p in paths])}, say,
-    )  # fmt: skip
+        {"dataset": dataset, "test_time_augmentation": tta, "members": json.dumps([str(p) for p in paths])},
+        say,
+    )
     summary = {"dataset": dataset, "test_time_augmentation": tta, **written.summary, "members": member_rows}
     write_summary(summary, out)
     say(f"done: ensemble test accuracy {written.results.accuracy:.4f}; files in {out}/")

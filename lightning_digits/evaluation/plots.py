@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from lightning_digits.atomic import atomic_path  # noqa: E402
+from lightning_digits.atomic import atomic_path
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"
 

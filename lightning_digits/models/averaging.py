@@ -72,8 +72,9 @@ class Averaged(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         views = self._views(images)
         n = images.shape[0]
-        log_probabilities = [F.log_softmax(member(views).float(), dim=1).reshape(self.view_count, n, -1)
-                             for member in self.members]  # fmt: skip
+        log_probabilities = [
+            F.log_softmax(member(views).float(), dim=1).reshape(self.view_count, n, -1) for member in self.members
+        ]
         stacked = torch.cat(log_probabilities, dim=0)
         return torch.logsumexp(stacked, dim=0) - math.log(stacked.shape[0])
 

@@ -34,15 +34,21 @@ class Architecture:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # YAML gives lists
-        check_ranges("model.", {
-            # each block halves the side: four blocks take 28 down to 1
-            "channels": (self.channels, 0 < len(self.channels) <= 4 and all(c > 0 for c in self.channels),
-                         "1 to 4 positive widths"),
-            "hidden": (self.hidden, self.hidden >= 0, "at least 0"),
-            "conv_dropout": (self.conv_dropout, 0 <= self.conv_dropout < 1, "in [0, 1)"),
-            "dense_dropout": (self.dense_dropout, 0 <= self.dense_dropout < 1, "in [0, 1)"),
-            "std": (self.std, self.std > 0, "above 0"),
-        })  # fmt: skip
+        check_ranges(
+            "model.",
+            {
+                # each block halves the side: four blocks take 28 down to 1
+                "channels": (
+                    self.channels,
+                    0 < len(self.channels) <= 4 and all(c > 0 for c in self.channels),
+                    "1 to 4 positive widths",
+                ),
+                "hidden": (self.hidden, self.hidden >= 0, "at least 0"),
+                "conv_dropout": (self.conv_dropout, 0 <= self.conv_dropout < 1, "in [0, 1)"),
+                "dense_dropout": (self.dense_dropout, 0 <= self.dense_dropout < 1, "in [0, 1)"),
+                "std": (self.std, self.std > 0, "above 0"),
+            },
+        )
 
     @classmethod
     def from_hparams(cls, hparams: Mapping) -> Architecture:

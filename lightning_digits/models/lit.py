@@ -53,13 +53,16 @@ class LitDigits(pl.LightningModule):
         `test --ckpt_path X --model.tta shifts` applies it to any checkpoint."""
         super().__init__()
         views(tta)  # an unknown name ends here, as one line
-        check_ranges("model.", {
-            "lr": (lr, lr > 0, "above 0"),
-            "weight_decay": (weight_decay, weight_decay >= 0, "at least 0"),
-            "label_smoothing": (label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
-            "plateau_factor": (plateau_factor, 0 < plateau_factor < 1, "in (0, 1)"),
-            "one_cycle_pct_start": (one_cycle_pct_start, 0 < one_cycle_pct_start < 1, "in (0, 1)"),
-        })  # fmt: skip
+        check_ranges(
+            "model.",
+            {
+                "lr": (lr, lr > 0, "above 0"),
+                "weight_decay": (weight_decay, weight_decay >= 0, "at least 0"),
+                "label_smoothing": (label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+                "plateau_factor": (plateau_factor, 0 < plateau_factor < 1, "in (0, 1)"),
+                "one_cycle_pct_start": (one_cycle_pct_start, 0 < one_cycle_pct_start < 1, "in (0, 1)"),
+            },
+        )
         arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std, deskew)
         self.save_hyperparameters(ignore=["tta"])
         self.tta = tta
@@ -134,7 +137,7 @@ class LitDigits(pl.LightningModule):
                 f"{needed}; resume with the epochs and steps it started with, or start a new fit from its weights"
             )
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
+    def configure_optimizers(self):
         hp = self.hparams
         # data.batch_size is per process: under DDP the effective batch is batch_size x world size, and
         # "linear" scales the learning rate with it (Goyal et al., 2017).

@@ -162,8 +162,12 @@ def schema(path: str) -> dict[str, Any]:
             path: {"post": predict},
             SAMPLES_PATH: {"post": store, "get": counts},
             "/health": {"get": {"summary": "ok once the model is loaded", "responses": {"200": {"description": "ok"}}}},
-            "/info": {"get": {"summary": "The model's metadata, input contract, limits and engine",
-                              "responses": {"200": {"description": "JSON"}}}},
+            "/info": {
+                "get": {
+                    "summary": "The model's metadata, input contract, limits and engine",
+                    "responses": {"200": {"description": "JSON"}},
+                }
+            },
         },
         "components": {"schemas": _schemas(Base64Images, Answer, Stored, Collected, Problem)},
-    }  # fmt: skip
+    }

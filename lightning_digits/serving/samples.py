@@ -57,8 +57,10 @@ class Samples:
         class_dir.mkdir(parents=True, exist_ok=True)
         with _locked(class_dir):  # counting and writing as one step: two writers at cap - 1 keep the cap
             if (count := _count(class_dir)) >= self.limit:
-                raise Full(f"{class_dir} holds {count:,} digits, the cap (--collect_limit {self.limit:,}); "
-                           "nothing was written: move some away or raise the cap")  # fmt: skip
+                raise Full(
+                    f"{class_dir} holds {count:,} digits, the cap (--collect_limit {self.limit:,}); "
+                    "nothing was written: move some away or raise the cap"
+                )
             while True:  # a name taken meanwhile (a clock set back) gets another: nothing is overwritten
                 path = class_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.png"
                 try:

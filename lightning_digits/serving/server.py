@@ -43,8 +43,10 @@ def describe_model(path: Path, class_names: list[str] | None = None) -> tuple[by
     data = path.read_bytes()
     model = OnnxDigits(data, threads=1, name=str(path))
     if class_names is not None and model.class_names != class_names:
-        raise UserError(f"{path}: its classes {model.class_names} are not those served ({class_names}); a model of "
-                        "other classes needs a new `serve`, not a reload")  # fmt: skip
+        raise UserError(
+            f"{path}: its classes {model.class_names} are not those served ({class_names}); a model of "
+            "other classes needs a new `serve`, not a reload"
+        )
     accuracy = model.metadata.get("test_accuracy")
     answer = {
         "file": path.name,
@@ -102,14 +104,17 @@ def serve(
         collect_limit: the most files a class folder of --collect_dir may hold (else 409).
     """
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
-    check_ranges("--", {
-        "workers": (workers, workers >= 1, "at least 1"),
-        "body_timeout": (body_timeout, body_timeout > 0, "above 0"),
-        "graceful_timeout": (graceful_timeout, graceful_timeout >= 0, "at least 0"),
-        "max_image_pixels": (max_image_pixels, max_image_pixels >= 1, "at least 1"),
-        "max_request_pixels": (max_request_pixels, max_request_pixels >= 1, "at least 1"),
-        "collect_limit": (collect_limit, collect_limit >= 1, "at least 1"),
-    })  # fmt: skip
+    check_ranges(
+        "--",
+        {
+            "workers": (workers, workers >= 1, "at least 1"),
+            "body_timeout": (body_timeout, body_timeout > 0, "above 0"),
+            "graceful_timeout": (graceful_timeout, graceful_timeout >= 0, "at least 0"),
+            "max_image_pixels": (max_image_pixels, max_image_pixels >= 1, "at least 1"),
+            "max_request_pixels": (max_request_pixels, max_request_pixels >= 1, "at least 1"),
+            "collect_limit": (collect_limit, collect_limit >= 1, "at least 1"),
+        },
+    )
     path = Path(model)
     data, answer, info = describe_model(path)
     if collect_dir is not None:
@@ -127,9 +132,16 @@ def serve(
     info["engine"] = {"workers": workers, "graceful_timeout_s": graceful_timeout}
     info["collect"] = {"limit_per_class": collect_limit} if collect_dir else None
     settings = Settings(
-        str(path), answer, info, rules, max_image_pixels, max_request_pixels, graceful_timeout, collect_dir,
+        str(path),
+        answer,
+        info,
+        rules,
+        max_image_pixels,
+        max_request_pixels,
+        graceful_timeout,
+        collect_dir,
         collect_limit,
-    )  # fmt: skip
+    )
     collecting = f"; POST /samples -> {collect_dir}/<label>/" if collect_dir else ""
     accuracy = f"test accuracy {answer['test_accuracy']:.4f}" if answer["test_accuracy"] else "no test accuracy"
     bound_host, bound_port = sockets[0].getsockname()[:2]

@@ -145,8 +145,11 @@ class Supervisor:
         for slot, worker in enumerate(self.workers):
             if worker.poll() is None or worker.returncode == STARTUP_FAILURE:
                 continue
-            print(f"{PROG}: worker {worker.pid} ended (exit code {worker.returncode}); starting another",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"{PROG}: worker {worker.pid} ended (exit code {worker.returncode}); starting another",
+                file=sys.stderr,
+                flush=True,
+            )
             self.workers[slot] = self.start_worker(slot, self.served)
         now = time.monotonic()
         for worker, deadline in self.retiring:
@@ -161,8 +164,11 @@ class Supervisor:
         try:
             settings, model = self.check(old)
         except UserError as exc:
-            print(f"{PROG}: reload refused, still serving sha256 {old.answer['sha256'][:12]}: {exc}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"{PROG}: reload refused, still serving sha256 {old.answer['sha256'][:12]}: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         served = Served(settings, model)
         for slot in range(len(self.workers)):
@@ -170,15 +176,21 @@ class Supervisor:
                 if self.stopping.is_set():
                     return
                 # The slots already handed over serve the new model, the others the old one; say so.
-                print(f"{PROG}: reload stopped: a new worker did not start serving within {READY_TIMEOUT_S:g} s "
-                      f"(its error, if any, is above); {slot} of {len(self.workers)} worker(s) serve sha256 "
-                      f"{settings.answer['sha256'][:12]}, the others {old.answer['sha256'][:12]}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"{PROG}: reload stopped: a new worker did not start serving within {READY_TIMEOUT_S:g} s "
+                    f"(its error, if any, is above); {slot} of {len(self.workers)} worker(s) serve sha256 "
+                    f"{settings.answer['sha256'][:12]}, the others {old.answer['sha256'][:12]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 self.served = served  # a worker that dies from now on is replaced with what the reload checked
                 return
         self.served = served
-        print(f"{PROG}: reloaded {settings.model} (sha256 {settings.answer['sha256'][:12]}); "
-              f"{len(self.workers)} worker(s) replaced", flush=True)  # fmt: skip
+        print(
+            f"{PROG}: reloaded {settings.model} (sha256 {settings.answer['sha256'][:12]}); "
+            f"{len(self.workers)} worker(s) replaced",
+            flush=True,
+        )
 
     def hand_over(self, slot: int, served: Served) -> bool:
         """Start a successor on `slot`'s socket and wait until it serves (bounded, and given up on a stop); then

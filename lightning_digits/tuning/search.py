@@ -68,7 +68,7 @@ class Plan:
         return self.folder / f"trial_{number:04d}"
 
 
-def _check_against_fit(plan: Plan):  # noqa: ANN202 - fit's parsed config (a jsonargparse Namespace)
+def _check_against_fit(plan: Plan):
     """fit's own parser and the model's and data's checks, on every end of every range and every choice, before
     any trial starts: a key fit does not know or a value it refuses is one line now, not a failed trial later."""
     corners = max(len(dim.extremes()) for dim in plan.dims)
@@ -118,7 +118,7 @@ class _Pruning(PyTorchLightningPruningCallback):
             self.trial.report(score.item(), step=trainer.current_epoch)
 
 
-def _objective(plan: Plan):  # noqa: ANN202 - Optuna's objective
+def _objective(plan: Plan):
     options = plan.options
 
     def objective(trial: optuna.Trial) -> float:
@@ -144,7 +144,7 @@ def _objective(plan: Plan):  # noqa: ANN202 - Optuna's objective
     return objective
 
 
-def _after_trial(plan: Plan):  # noqa: ANN202 - an Optuna callback
+def _after_trial(plan: Plan):
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         say(studies.progress_line(study, trial, plan.options.n_trials))
         study_files.write_trials(study.get_trials(deepcopy=False), plan.folder)
@@ -211,8 +211,13 @@ def _write_outputs(plan: Plan, study: optuna.Study) -> None:
         text = study_files.best_yaml(config, best, study.study_name, plan.folder, tested)
         write_text(plan.folder / study_files.BEST_YAML, text)
         files.append(plan.folder / study_files.BEST_YAML)
-    record = {"trial": best.number, "val_acc": best.value, "params": best.params, **best.user_attrs,
-              **{key: value for key, value in tested.items() if key != "trial"}}  # fmt: skip
+    record = {
+        "trial": best.number,
+        "val_acc": best.value,
+        "params": best.params,
+        **best.user_attrs,
+        **{key: value for key, value in tested.items() if key != "trial"},
+    }
     write_text(plan.folder / BEST_JSON, json.dumps(record, indent=2) + "\n")
     files += [plan.folder / BEST_JSON, *study_files.write_plots(study, plan.folder, say)]
     if plan.mlflow is not None:
@@ -222,18 +227,21 @@ def _write_outputs(plan: Plan, study: optuna.Study) -> None:
     say(f"{summary}; best: trial {best.number}, val_acc {best.value:.4f}{test}; files in {plan.folder}/")
 
 
-def _study(plan: Plan, storage: optuna.storages.RDBStorage, url: str, fit_config) -> None:  # noqa: ANN001
+def _study(plan: Plan, storage: optuna.storages.RDBStorage, url: str, fit_config) -> None:
     options = plan.options
-    study = studies.open_study(storage, options.study_name, options.seed, options.random_trials,
-                               options.pruning, options.prune_after)  # fmt: skip
+    study = studies.open_study(
+        storage, options.study_name, options.seed, options.random_trials, options.pruning, options.prune_after
+    )
     if fit_config.mlflow.tracking_uri:
         settings = MlflowSettings(**fit_config.mlflow.as_dict())
         plan.mlflow = StudyRun(settings, study.user_attrs.get("mlflow_run_id"), options.study_name)
         study.set_user_attr("mlflow_run_id", plan.mlflow.run_id)
     optuna.storages.fail_stale_trials(study)  # a worker killed since the last run: its trial ends FAILED now
     finished = studies.count(study)
-    say(f"study {options.study_name} in {studies.shown(url)}: {finished}/{options.n_trials} trials finished; "
-        f"worker {studies.WORKER}")  # fmt: skip
+    say(
+        f"study {options.study_name} in {studies.shown(url)}: {finished}/{options.n_trials} trials finished; "
+        f"worker {studies.WORKER}"
+    )
     if finished < options.n_trials:
         started = time.monotonic()
         study.optimize(

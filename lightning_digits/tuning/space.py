@@ -30,7 +30,7 @@ class Dimension:
     def is_int(self) -> bool:
         return self.choices is None and all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
 
-    def suggest(self, trial: Any) -> Any:  # noqa: ANN401 - an optuna Trial in, a value for `fit` out
+    def suggest(self, trial: Any) -> Any:
         if self.choices is not None:
             return trial.suggest_categorical(self.key, list(self.choices))
         if self.is_int:
@@ -42,15 +42,15 @@ class Dimension:
         return list(self.choices) if self.choices is not None else [self.low, self.high]
 
 
-def _number(value: Any) -> bool:  # noqa: ANN401
+def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _as_choice(value: Any) -> Any:  # noqa: ANN401
+def _as_choice(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
-def _dimension(key: Any, spec: Any) -> Dimension:  # noqa: ANN401
+def _dimension(key: Any, spec: Any) -> Dimension:
     where = f"search space entry {key!r}"
     if not isinstance(key, str) or "." not in key.strip("."):
         raise UserError(f"{where}: a key is a dotted `fit` option such as model.lr or data.batch_size")
@@ -83,7 +83,7 @@ def _dimension(key: Any, spec: Any) -> Dimension:  # noqa: ANN401
     return Dimension(key, low=low, high=high, log=log, step=step)
 
 
-def parse_space(space: Any) -> list[Dimension]:  # noqa: ANN401 - whatever the YAML held
+def parse_space(space: Any) -> list[Dimension]:
     if not isinstance(space, Mapping) or not space:
         raise UserError(
             "no search space: give one under `space:` in the tune config (`lightning-digits tune -c tune` uses the "
@@ -92,7 +92,7 @@ def parse_space(space: Any) -> list[Dimension]:  # noqa: ANN401 - whatever the Y
     return [_dimension(key, spec) for key, spec in space.items()]
 
 
-def flag(key: str, value: Any) -> str:  # noqa: ANN401
+def flag(key: str, value: Any) -> str:
     """`--model.lr=0.001`; lists and mappings as JSON (a list choice arrives here already as its JSON text)."""
     text = value if isinstance(value, str) else json.dumps(value)
     return f"--{key}={text}"

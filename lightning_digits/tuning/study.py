@@ -59,8 +59,9 @@ def open_storage(url: str, heartbeat: int) -> RDBStorage:
         ) from exc
 
 
-def open_study(storage: RDBStorage, name: str, seed: int, random_trials: int, pruning: bool,
-               prune_after: int) -> optuna.Study:  # fmt: skip
+def open_study(
+    storage: RDBStorage, name: str, seed: int, random_trials: int, pruning: bool, prune_after: int
+) -> optuna.Study:
     """Create the study, or load it when it exists: running the same command again continues it."""
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=0)
@@ -94,7 +95,7 @@ def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def stop_when_done(target: int, max_failures: int = 3):  # noqa: ANN201 - an Optuna callback
+def stop_when_done(target: int, max_failures: int = 3):
     """Stop this worker once the study (all workers together) has `target` finished trials, or after
     `max_failures` failed trials of its own in a row (a setting that fails every time)."""
     failures = 0

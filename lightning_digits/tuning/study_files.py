@@ -14,14 +14,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import yaml  # noqa: E402
-from optuna.trial import FrozenTrial  # noqa: E402
-from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import FrozenTrial
+from optuna.visualization import matplotlib as optuna_plots
 
-from lightning_digits.atomic import atomic_path, write_text  # noqa: E402
+from lightning_digits.atomic import atomic_path, write_text
 
 TRIALS_CSV = "trials.csv"
 BEST_YAML = "best.yaml"
@@ -35,9 +35,14 @@ PLOTS = {
 }
 # Set by tune for each trial; in best.yaml they go back to fit's defaults (or to the new folder).
 TRIAL_ONLY = (
-    "checkpoint.dirpath", "final_checkpoint.dirpath", "trainer.default_root_dir", "progress_bar.refresh_rate",
-    "trainer.enable_model_summary", "mlflow.run_name", "mlflow.parent_run_id",
-)  # fmt: skip
+    "checkpoint.dirpath",
+    "final_checkpoint.dirpath",
+    "trainer.default_root_dir",
+    "progress_bar.refresh_rate",
+    "trainer.enable_model_summary",
+    "mlflow.run_name",
+    "mlflow.parent_run_id",
+)
 
 
 def trials_csv(trials: list[FrozenTrial]) -> str:
@@ -48,11 +53,18 @@ def trials_csv(trials: list[FrozenTrial]) -> str:
     for trial in trials:
         pruned_after = max(trial.intermediate_values, default=-1) + 1 if trial.state.name == "PRUNED" else ""
         seconds = f"{trial.duration.total_seconds():.1f}" if trial.duration else ""
-        writer.writerow([
-            trial.number, trial.state.name, "" if trial.value is None else f"{trial.value:.6f}", pruned_after,
-            seconds, *(trial.params.get(key, "") for key in keys),
-            trial.user_attrs.get("worker", ""), trial.user_attrs.get("folder", ""),
-        ])  # fmt: skip
+        writer.writerow(
+            [
+                trial.number,
+                trial.state.name,
+                "" if trial.value is None else f"{trial.value:.6f}",
+                pruned_after,
+                seconds,
+                *(trial.params.get(key, "") for key in keys),
+                trial.user_attrs.get("worker", ""),
+                trial.user_attrs.get("folder", ""),
+            ]
+        )
     return out.getvalue()
 
 

@@ -41,7 +41,7 @@ def fit_args(configs: list[str], fixed: list[str], overrides: list[str], folder:
     ]
 
 
-def check(args: list[str]):  # noqa: ANN201 - the parsed `fit` config (a jsonargparse Namespace)
+def check(args: list[str]):
     """Parse `args` with fit's own parser and build the model and data module (their range checks run), without
     a Trainer: raises UserError (or jsonargparse's ArgumentError) on a key or value that fit would refuse."""
     built = build_without_trainer(args)
