@@ -52,7 +52,7 @@ browser:
 postgres:
 	-apt-get install -y postgresql || (apt-get update && apt-get install -y postgresql)
 
-# Debian's font packages that lightning_digits/data/rendered.py draws its out-of-distribution digits from
+# Debian's font packages that lightning_digits/evaluation/rendered.py draws its out-of-distribution digits from
 # (handwriting-like hands and common faces; Hershey's stroke fonts, drawn with the browser page's pen) for
 # tests/test_rendered.py and bench/robustness.py. Where apt-get cannot run, those tests are skipped and say why.
 FONT_PACKAGES := fonts-bwht fonts-dkg-handwriting fonts-comic-neue fonts-dancingscript fonts-dejavu-core \

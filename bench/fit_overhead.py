@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from devices import accelerator, add_device_flag, synchronize
 
-from lightning_digits.lightning_cli import build_without_trainer, run_lightning
+from lightning_digits.training.lightning_commands import build_without_trainer, run_lightning
 
 
 class StepClock(pl.Callback):

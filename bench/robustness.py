@@ -1,6 +1,6 @@
 """A model's accuracy on digits unlike MNIST's beside its MNIST test accuracy, in one of two suites.
 
-`--suite ood` (the default): the out-of-distribution set of lightning_digits/data/rendered.py (digits rendered
+`--suite ood` (the default): the out-of-distribution set of lightning_digits/evaluation/rendered.py (digits rendered
 from Debian's fonts like scans of forms, and drawn with the browser page's pen; never MNIST), read back from files
 through `load_digit` as `predict` reads a user's images, per part, per source, per font family and per class, with
 the most frequent mistakes. Choose settings on the "choose" part; report the "report" part.
@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from lightning_digits.data.images import load_digit, to_mnist
-from lightning_digits.data.rendered import RenderedDigit, installed_families, write_rendered_set
 from lightning_digits.data.sources import load_split
 from lightning_digits.evaluation.mnist_c import CORRUPTIONS, benchmark_images, corrupt
+from lightning_digits.evaluation.rendered import RenderedDigit, installed_families, write_rendered_set
 
 Probabilities = Callable[[np.ndarray], np.ndarray]  # float [N, 28, 28] in [0, 1] -> [N, 10]
 

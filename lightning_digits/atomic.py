@@ -4,7 +4,7 @@ the previous version survives until the new one is whole). A write the disk refu
 ends as one UserError that names the file, the folder and the cause.
 
 Every file the project writes itself goes through `atomic_path` (or `write_text`); checkpoints too, through
-checkpoint_io.AtomicCheckpointIO."""
+training.atomic_checkpoints.AtomicCheckpointIO."""
 
 from __future__ import annotations
 

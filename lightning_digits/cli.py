@@ -1,8 +1,9 @@
 """The one console command, `lightning-digits`: it reads the command's name first and then imports only what that
 command runs, so that `--help` loads neither torch nor Lightning, `serve` and `demo` never load torch, and the
-Lightning commands (lightning_cli.py) load nothing of serving, tuning or the reports. Mistakes a user can fix end
-as one line on stderr and exit code 2 (`--debug` or LIGHTNING_DIGITS_DEBUG=1 shows the traceback).
-Knows nothing of what the commands do.
+Lightning commands (the training/ package, the only one that imports Lightning besides models/lit.py and
+data/datamodule.py) load nothing of serving, tuning or the reports. Mistakes a user can fix end as one line on
+stderr and exit code 2 (`--debug` or LIGHTNING_DIGITS_DEBUG=1 shows the traceback). Knows nothing of what the
+commands do.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from lightning_digits.atomic import disk_fault
 from lightning_digits.errors import UserError, exit_on_user_error, show_notices_on_stderr
 
 PROG = "lightning-digits"
-# lightning_cli.py; distill.py and adapt.py (each a fit of its own making)
+# training/lightning_commands.py; training/distill.py and training/adapt.py (each a fit of its own making)
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict", "distill", "adapt")
 # Commands that need no Trainer: plain functions whose signatures are their options, as "module:function",
 # imported only when chosen.
@@ -98,15 +99,15 @@ def _run_lightning(args: list[str], read_argv: bool) -> None:
 
     try:
         if args[0] == "distill":
-            from lightning_digits.distill import run_distill
+            from lightning_digits.training.distill import run_distill
 
             run_distill(args[1:])
         elif args[0] == "adapt":
-            from lightning_digits.adapt import run_adapt
+            from lightning_digits.training.adapt import run_adapt
 
             run_adapt(args[1:])
         else:
-            from lightning_digits.lightning_cli import run_lightning
+            from lightning_digits.training.lightning_commands import run_lightning
 
             run_lightning(None if read_argv else args)
     except MisconfigurationException as exc:  # Lightning's word for a setting it refuses

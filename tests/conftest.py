@@ -81,7 +81,7 @@ def _cli_main():
     """Imported outside any test's capsys: Lightning's loggers keep the stderr they find at import, and one
     that a finished test had captured is closed by the next. cli.py itself imports Lightning only when a
     Lightning command runs, so its Lightning side is imported here too."""
-    import lightning_digits.lightning_cli  # noqa: F401
+    import lightning_digits.training.lightning_commands  # noqa: F401
     from lightning_digits.cli import main
 
     return main

@@ -17,12 +17,12 @@ import optuna
 
 from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
-from lightning_digits.checkpoint_io import AtomicCheckpointIO
 from lightning_digits.evaluation import plots
 from lightning_digits.evaluation.commands import write_summary
 from lightning_digits.export import export_onnx, quantize_int8
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 from lightning_digits.tracking.runs import RUN_RECORD
+from lightning_digits.training.atomic_checkpoints import AtomicCheckpointIO
 from lightning_digits.tuning import study_files
 
 LIMIT = 64  # bytes: below every file written here

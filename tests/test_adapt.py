@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_digits.adapt import fit_args, report_table
 from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.onnx_predictor import OnnxDigits
+from lightning_digits.training.adapt import fit_args, report_table
 
 from .conftest import TINY_MODEL
 from .test_extra import write_user_digits

@@ -23,7 +23,7 @@ from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.augment import as_model_input
 from lightning_digits.models.averaging import VIEW_SETS, Averaged, View
 from lightning_digits.models.cnn import Architecture, DigitsCNN
-from lightning_digits.models.distill import Teacher
+from lightning_digits.models.teacher import Teacher
 
 from .conftest import TINY_MODEL, synthetic_digits, write_dataset
 

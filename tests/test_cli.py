@@ -110,14 +110,14 @@ NOT_LOADED = {
     # (matplotlib is not on this list: torchmetrics, under Lightning, imports it.)
     ("fit", "--help"): (
         ("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
-        "lightning_digits.lightning_cli",
+        "lightning_digits.training.lightning_commands",
     ),
     ("distill", "--help"): (
         ("litserve", "fastapi", "optuna", "onnxruntime", "sklearn", "mlflow"),
-        "lightning_digits.distill",
+        "lightning_digits.training.distill",
     ),
     # (adapt exports ONNX and tests before and after: onnxruntime and the reports are its own.)
-    ("adapt", "--help"): (("litserve", "fastapi", "optuna", "mlflow"), "lightning_digits.adapt"),
+    ("adapt", "--help"): (("litserve", "fastapi", "optuna", "mlflow"), "lightning_digits.training.adapt"),
 }
 SHOW_MODULES = """import sys
 from lightning_digits.cli import main
@@ -182,7 +182,7 @@ def test_every_shipped_config_parses_and_sets_what_it_says(cli, config):
 def test_one_cycle_smoke_run_trains_and_integer_limits_are_counts(tmp_path, tiny_data, notices, monkeypatch):
     """`fit -c fast --trainer.limit_train_batches 4`: too few steps for one-cycle's warm-up (it divided by zero
     inside OneCycleLR), and `--trainer.limit_val_batches=1` must be one batch, not 1.0 (Lightning's "all")."""
-    from lightning_digits.lightning_cli import run_lightning
+    from lightning_digits.training.lightning_commands import run_lightning
 
     monkeypatch.setattr(sys, "argv", ["lightning-digits"])
     saved = dict(os.environ)  # Lightning sets PL_GLOBAL_SEED; later tests' subprocesses start clean

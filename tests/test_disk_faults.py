@@ -125,7 +125,7 @@ WRITE_CALLS = {
     "move",
 }
 NOT_ATOMIC = {
-    ("lightning_digits/checkpoint_io.py", "torch.save(checkpoint, buffer)"): "serialises into memory",
+    ("lightning_digits/training/atomic_checkpoints.py", "torch.save(checkpoint, buffer)"): "serialises into memory",
     ("lightning_digits/data/idx.py", "path.write_bytes"): "write_idx, the tests' data set writer",
     ("lightning_digits/serving/samples.py", "image.save(buffer"): "encodes a collected digit into memory",
 }

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lightning_digits.callbacks import SeedPerRank, bf16_advice
 from lightning_digits.data.augment import rank_seed
+from lightning_digits.training.callbacks import SeedPerRank, bf16_advice
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Rules of the code's layout that no single feature test would notice breaking: Lightning's private API is used in
-lightning_internals.py alone, and another Lightning release is refused there in one line; the code is as
+training/lightning_internals.py alone, and another Lightning release is refused there in one line; the code is as
 `ruff format` writes it, and lint-clean, unused `noqa` markers included (RUF100)."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import sys
 
 import pytest
 
-from lightning_digits import lightning_internals
 from lightning_digits.errors import UserError
+from lightning_digits.training import lightning_internals
 
 from .conftest import REPO
 
 PACKAGE = REPO / "lightning_digits"
+INTERNALS = PACKAGE / "training" / "lightning_internals.py"
 # A private name imported from Lightning, Lightning's internal `overrides` package, a private attribute of the
 # Trainer or its strategy, or EMAWeightAveraging's undocumented checkpoint key.
 PRIVATE = re.compile(
@@ -30,12 +31,12 @@ def test_lightnings_private_api_is_used_in_one_module_only():
     found = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path.name != "lightning_internals.py"
+        if path != INTERNALS
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if PRIVATE.search(line)
     ]
-    assert not found, "move these into lightning_digits/lightning_internals.py:\n" + "\n".join(found)
-    assert PRIVATE.search((PACKAGE / "lightning_internals.py").read_text()), "the pattern no longer finds them"
+    assert not found, "move these into lightning_digits/training/lightning_internals.py:\n" + "\n".join(found)
+    assert PRIVATE.search(INTERNALS.read_text()), "the pattern no longer finds them"
 
 
 def test_another_lightning_release_is_one_line_naming_the_supported_one():

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from lightning_digits.data.images import load_digit
-from lightning_digits.data.rendered import FAMILIES, FORMATS, installed_families, render_digit, write_rendered_set
+from lightning_digits.evaluation.rendered import FAMILIES, FORMATS, installed_families, render_digit, write_rendered_set
 
 from .conftest import REPO
 
@@ -82,7 +82,7 @@ needs_pen = pytest.mark.skipif(not PEN, reason="Debian's hershey-fonts-data is n
 
 @needs_pen
 def test_a_hershey_glyph_is_read_as_its_pen_strokes():
-    from lightning_digits.data.drawn import HERSHEY, hershey_strokes
+    from lightning_digits.evaluation.drawn import HERSHEY, hershey_strokes
 
     [one] = hershey_strokes(HERSHEY / "futural.jhf", "1")  # a flag and the upright, one stroke
     assert one.tolist() == [[-4, -8], [-2, -9], [1, -12], [1, 9]]
@@ -92,7 +92,7 @@ def test_a_hershey_glyph_is_read_as_its_pen_strokes():
 
 @needs_pen
 def test_a_pen_digit_is_the_pages_pad_with_the_pages_pen_and_reads_as_a_digit(tmp_path):
-    from lightning_digits.data.drawn import HERSHEY, PAD_SIDE, PEN_WIDTH, draw_digit
+    from lightning_digits.evaluation.drawn import HERSHEY, PAD_SIDE, PEN_WIDTH, draw_digit
 
     family = PEN[0]
     drawn = render_digit(family, 1, 0)

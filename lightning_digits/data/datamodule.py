@@ -25,7 +25,7 @@ from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.data.ink import InkRanges, random_ink
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
 from lightning_digits.errors import UserError, check_ranges
-from lightning_digits.lightning_internals import UnrepeatedDistributedSampler
+from lightning_digits.training.lightning_internals import UnrepeatedDistributedSampler
 
 VAL_SIZE, SPLIT_SEED = 5000, 42  # the validation split `fit` holds out unless told otherwise
 

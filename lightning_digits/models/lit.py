@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_digits.errors import NOTICES, UserError, check_ranges
 from lightning_digits.models.averaging import views, with_views
 from lightning_digits.models.cnn import Architecture, DigitsCNN
-from lightning_digits.models.distill import Teacher
+from lightning_digits.models.teacher import Teacher
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -66,7 +66,7 @@ class LitDigits(pl.LightningModule):
         arch = Architecture(channels, hidden, global_pool, conv_dropout, dense_dropout, mean, std, deskew)
         self.save_hyperparameters(ignore=["tta"])
         self.tta = tta
-        self.teacher: Teacher | None = None  # set by `distill` (distill.py); neither a hyperparameter nor a weight
+        self.teacher: Teacher | None = None  # set by `distill`; neither a hyperparameter nor a weight
         self.net = DigitsCNN(arch)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)

@@ -1,7 +1,7 @@
 """One trial: `lightning-digits fit` with the trial's overrides, built by the CLI's own machinery
-(lightning_cli.run_lightning: the same configs, parser, checks, callbacks and loggers as a user's fit), in this
-process, into the trial's own folder; and the one test of the best checkpoint after the study. Knows nothing of the
-study's storage or sampler, nor of model internals.
+(training.lightning_commands.run_lightning: the same configs, parser, checks, callbacks and loggers as a user's
+fit), in this process, into the trial's own folder; and the one test of the best checkpoint after the study.
+Knows nothing of the study's storage or sampler, nor of model internals.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-from lightning_digits.callbacks import DigitsCheckpoint
-from lightning_digits.lightning_cli import build_without_trainer, run_lightning
+from lightning_digits.training.callbacks import DigitsCheckpoint
+from lightning_digits.training.lightning_commands import build_without_trainer, run_lightning
 
 OBJECTIVE = "val_acc"
 # A trial's best checkpoint is the one the objective judges: its best validation accuracy.

@@ -1,7 +1,7 @@
 """An out-of-distribution digit set made offline, from two sources: "scan", digits rendered from the fonts Debian
 packages (handwriting-like hands and common faces), with the variation of scanned forms (stroke width, slant,
 scale, position, blur, paper tone, ink tone, noise, JPEG) and written as dark ink on light paper, 40-220 px,
-PNG, JPEG and BMP files; and "pen", digits drawn on the browser page's pad by a simulated hand (data/drawn.py),
+PNG, JPEG and BMP files; and "pen", digits drawn on the browser page's pad by a simulated hand (evaluation/drawn.py),
 written as the pad's 280x280 PNG. Both reach the model through the same `load_digit` path as a user's images.
 
 Deterministic: image i of digit d of a family is drawn from its own seed (the set's seed, the family's name,
@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from lightning_digits.atomic import atomic_path
-from lightning_digits.data.drawn import HERSHEY, draw_digit
+from lightning_digits.evaluation.drawn import HERSHEY, draw_digit
 
 Part = Literal["choose", "report"]
 Source = Literal["scan", "pen"]

@@ -18,8 +18,8 @@ from lightning_digits import artifacts
 from lightning_digits.atomic import write_text
 from lightning_digits.data.augment import rank_seed
 from lightning_digits.errors import NOTICES, UserError
-from lightning_digits.lightning_internals import kill_other_ranks, save_without_barrier
 from lightning_digits.predictions import predictions_csv
+from lightning_digits.training.lightning_internals import kill_other_ranks, save_without_barrier
 
 
 class DigitsCheckpoint(ModelCheckpoint):

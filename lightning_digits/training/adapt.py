@@ -27,8 +27,8 @@ from lightning_digits.errors import UserError
 from lightning_digits.evaluation.report import test_pass
 from lightning_digits.evaluation.report_files import PARITY_IMAGES, float_images
 from lightning_digits.export import export_onnx
-from lightning_digits.lightning_cli import DigitsCLI, run_lightning
 from lightning_digits.models.cnn import Architecture
+from lightning_digits.training.lightning_commands import DigitsCLI, run_lightning
 
 PRESET = "adapt"
 DEFAULT_CHECKPOINT = f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}"

@@ -21,7 +21,7 @@ def check_version(installed: str = lightning.__version__) -> None:
     if installed not in SUPPORTED:
         raise UserError(
             f"lightning-digits runs on lightning {' or '.join(SUPPORTED)}, not the installed {installed}: it relies "
-            "on internals that other releases may change (lightning_digits/lightning_internals.py); "
+            "on internals that other releases may change (lightning_digits/training/lightning_internals.py); "
             f"pip install lightning=={SUPPORTED[0]}"
         )
 

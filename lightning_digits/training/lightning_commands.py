@@ -23,21 +23,21 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_digits import artifacts, presets, run_lock
 from lightning_digits.atomic import ensure_writable_dir
-from lightning_digits.callbacks import (
+from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.data.datamodule import DigitsDataModule
+from lightning_digits.errors import UserError, check_ranges
+from lightning_digits.models.lit import LitDigits
+from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers
+from lightning_digits.tracking.runs import MlflowSettings
+from lightning_digits.training.atomic_checkpoints import SpaceCheck, with_atomic_checkpoints
+from lightning_digits.training.callbacks import (
     DigitsCheckpoint,
     FinalCheckpoint,
     PredictionWriter,
     fixed_callbacks,
     weight_averaging,
 )
-from lightning_digits.checkpoint_io import SpaceCheck, with_atomic_checkpoints
-from lightning_digits.checkpoints import load_checkpoint
-from lightning_digits.data.datamodule import DigitsDataModule
-from lightning_digits.errors import UserError, check_ranges
-from lightning_digits.lightning_internals import saved_with_weight_averaging
-from lightning_digits.models.lit import LitDigits
-from lightning_digits.tracking.fit_logger import mlflow_callbacks, mlflow_loggers
-from lightning_digits.tracking.runs import MlflowSettings
+from lightning_digits.training.lightning_internals import saved_with_weight_averaging
 
 COMMANDS = ("fit", "validate", "test", "predict")
 

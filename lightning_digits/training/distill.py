@@ -1,5 +1,5 @@
 """`lightning-digits distill TEACHER [TEACHER ...] [fit options]`: a `fit` whose network also learns an ensemble's
-probabilities (models/distill.py). The teacher is one or more checkpoints or folders of runs, averaged as
+probabilities (models/teacher.py). The teacher is one or more checkpoints or folders of runs, averaged as
 `ensemble` averages them; the student is any preset (`-c fast` unless a config is given) and an ordinary
 LitDigits: its checkpoints, ONNX file, `serve`, the browser page and int8 export know nothing of the teacher.
 Everything else is `fit`'s (DigitsCLI: the locks, atomic checkpoints, resume, EMA, artifacts)."""
@@ -15,9 +15,9 @@ from lightning.pytorch.cli import LightningArgumentParser
 from lightning_digits import presets
 from lightning_digits.checkpoints import LoadedCheckpoint, load_members
 from lightning_digits.errors import UserError, check_ranges, say
-from lightning_digits.lightning_cli import DigitsCLI, run_lightning
 from lightning_digits.models.averaging import Averaged
-from lightning_digits.models.distill import Teacher
+from lightning_digits.models.teacher import Teacher
+from lightning_digits.training.lightning_commands import DigitsCLI, run_lightning
 
 DEFAULT_PRESET = "fast"
 DEFAULT_DIR = "artifacts_distill"  # not the preset's folder: a plain fit of the same preset keeps its own
