@@ -1,7 +1,7 @@
 """Render the tables of README.md and docs/ that a JSON file of the repository records, so that the two can
 never disagree: the committed model's table and training time come from artifacts_digits/summary.json, which
-`evaluate` writes; the per-hand table of `adapt` from docs/results/hands.json, the JSON line that
-`bench/robustness.py --suite hands` prints.
+`evaluate` writes; adapt's per-hand table and the choice of its settings from docs/results/hands.json and
+docs/results/adapt_choice.json, the JSON lines that `bench/robustness.py --suite hands` printed.
 
     python tools/render_figures.py            # rewrite every rendered block in place
     python tools/render_figures.py --check    # exit 1, naming the files, when a block differs from its JSON
@@ -20,7 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = REPO / "artifacts_digits" / "summary.json"
-SOURCES = {"summary": SUMMARY, "hands": REPO / "docs" / "results" / "hands.json"}
+RESULTS = REPO / "docs" / "results"
+SOURCES = {"summary": SUMMARY, "hands": RESULTS / "hands.json", "adapt-choice": RESULTS / "adapt_choice.json"}
 TARGETS = [REPO / "README.md", REPO / "docs" / "results.md", REPO / "docs" / "benchmarks.md"]
 BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
@@ -81,10 +82,35 @@ def hands(run: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def adapt_choice(choice: dict) -> str:
+    """adapt's settings on the choose part's hands at one k, against the starting model's MNIST validation."""
+    rows = [
+        "| setting (changed from the first row) | mean of the hands | worst hand | MNIST validation | "
+        "seconds per adapt |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for run in choice["runs"]:
+        [(k, row)] = run["by_k"].items()
+        rows.append(
+            f"| {run['setting']} | {row['mean']:.4f} | {row['worst']:.4f} ({row['worst_family']}) | "
+            f"{row['mnist_validation']:.4f} | {row['seconds']:.1f} |"
+        )
+    first = choice["runs"][0]
+    hardware = next(run["hardware"] for run in choice["runs"] if "hardware" in run)  # the first run predates it
+    rows.append("")
+    rows.append(
+        f"From `docs/results/adapt_choice.json`: k = {k}, the {first['part']} part's hands (before adapting "
+        f"{next(iter(first['by_k'].values()))['before']:.4f}), starting from a model of MNIST validation "
+        f"{choice['start_mnist_validation']:.4f}; {machine(hardware)}."
+    )
+    return "\n".join(rows) + "\n"
+
+
 RENDERERS = {  # block name -> (its JSON source in SOURCES, the function that renders it)
     "committed-model": ("summary", committed_model),
     "committed-training": ("summary", committed_training),
     "hands": ("hands", hands),
+    "adapt-choice": ("adapt-choice", adapt_choice),
 }
 
 
