@@ -41,6 +41,9 @@ def _start(args: list[str]) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A suite started in the background (`make test &`) hands its children SIGINT ignored, as a shell without
+        # job control does; Ctrl-C from a terminal reaches a fit whose SIGINT is the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
