@@ -265,12 +265,21 @@ def test_real_mnist_fit_test_predict(cli, tmp_path, real_mnist):
     predict end to end."""
     art = tmp_path / "art"
     data = [f"--data.data_dir={real_mnist}", f"--artifacts_dir={art}"]
-    fit = cli("fit", "-c", "fast", *data, "--data.train_subset=5000", "--data.batch_size=64", "--trainer.max_epochs=1")
+    fit = cli(
+        "fit",
+        "-c",
+        "fast",
+        *data,
+        "--data.train_subset=5000",
+        "--data.batch_size=64",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=2",
+    )
     assert fit.code == 0, fit.err
     [last_epoch] = [row for row in _metrics(art) if row["val_acc"]]
     assert float(last_epoch["val_acc"]) > 0.9
 
-    test = cli("test", *data, f"--ckpt_path={art / 'digits_cnn.ckpt'}")
+    test = cli("test", *data, f"--ckpt_path={art / 'digits_cnn.ckpt'}", "--trainer.limit_test_batches=2")
     assert test.code == 0, test.err
     assert "test_acc" in test.out
 

@@ -130,7 +130,12 @@ def test_two_seeded_deterministic_fits_are_identical(tmp_path, data, cli):
     """One fit in this process, one in a fresh one: nothing may depend on the process (hash seeds, ...)."""
     args = {
         name: _fit_args(
-            data, tmp_path / name, "--trainer.max_epochs=2", "--trainer.deterministic=true", "--seed_everything=7"
+            data,
+            tmp_path / name,
+            "--trainer.max_epochs=2",
+            "--trainer.limit_train_batches=4",
+            "--trainer.deterministic=true",
+            "--seed_everything=7",
         )
         for name in ("a", "b")
     }
