@@ -14,7 +14,7 @@ from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.onnx_predictor import OnnxDigits
 from lightning_digits.training.adapt import fit_args, report_table
 
-from .conftest import TINY_MODEL
+from .conftest import COMMITTED_MODEL, REPO, TINY_MODEL
 from .test_extra import write_user_digits
 
 # Twelve bitmap digits of a class differ only in shade: without augmentation a tiny network learns them for sure.
@@ -95,3 +95,16 @@ def test_the_table_says_when_nothing_was_held_out():
     table = report_table(record)
     assert "none held out (--data.extra_val_fraction 0)" in table
     assert "MNIST test" in table and "0.9900  0.9910" in table
+
+
+def test_the_shipped_checkpoint_is_the_committed_model_without_its_optimiser():
+    """A fresh clone adapts (and evaluates, exports) without training first: the committed weights-only checkpoint
+    is the network of the committed ONNX file."""
+    shipped = REPO / "artifacts_digits" / "digits_cnn.ckpt"
+    saved = torch.load(shipped, map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in saved and "loops" not in saved
+    loaded = load_checkpoint(shipped)
+    images = np.random.default_rng(1).random((6, 28, 28), dtype=np.float32)
+    with torch.inference_mode():
+        expected = loaded.net(torch.from_numpy(images)[:, None]).softmax(1).numpy()
+    assert np.allclose(OnnxDigits(str(COMMITTED_MODEL)).probabilities(images), expected, atol=1e-4)

@@ -63,14 +63,18 @@ def committed_training(summary: dict) -> str:
 
 def hands(run: dict) -> str:
     """Accuracy on a hand's other digits against the digits per class that `adapt` learnt."""
+    first = next(iter(run["by_k"].values()))
+    start = min((r for r in run["runs"] if r["k"] == run["runs"][0]["k"]), key=lambda r: r["hand_before"])
     rows = [
         "| digits per class learnt (k) | mean of the hands | worst hand | MNIST test after | seconds per adapt |",
         "| --- | --- | --- | --- | --- |",
-        f"| 0 (the model as trained) | {next(iter(run['by_k'].values()))['before']:.4f} | | | |",
+        f"| 0 (the model as trained) | {first['before']:.4f} | {start['hand_before']:.4f} ({start['family']}) "
+        f"| {start['mnist_test_before']:.4f} | |",
     ]
     for k, row in run["by_k"].items():
+        worst = "every hand" if row["worst"] == row["mean"] else row["worst_family"]
         rows.append(
-            f"| {k} | **{row['mean']:.4f}** | {row['worst']:.4f} ({row['worst_family']}) | {row['mnist_test']:.4f} "
+            f"| {k} | **{row['mean']:.4f}** | {row['worst']:.4f} ({worst}) | {row['mnist_test']:.4f} "
             f"| {row['seconds']:.1f} |"
         )
     families = sorted({r["family"] for r in run["runs"]})
