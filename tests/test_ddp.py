@@ -32,7 +32,9 @@ def _logged(art, key: str) -> float:
 def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
     art = tmp_path / "art"
     common = [f"--data.data_dir={real_mnist}", f"--artifacts_dir={art}", *TINY_MODEL]
-    fit = run_cli("fit", *common, *DDP, "--data.train_subset=2000", "--trainer.max_epochs=1", timeout=240)
+    fit = run_cli(
+        "fit", *common, *DDP, "--data.train_subset=640", "--data.val_size=1000", "--trainer.max_epochs=1", timeout=240
+    )
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert sorted(p.name for p in art.glob("*.ckpt")) == ["digits_cnn.ckpt", "digits_cnn_final.ckpt"]
     assert len(list(art.glob("logs/version_*"))) == 1, "only rank 0 writes logs"
