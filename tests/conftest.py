@@ -149,6 +149,24 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
 
 # Small, fast training settings for CLI tests (a narrow network, no extra loggers' cost worth noting).
 TINY_MODEL = ["--model.channels=[8,16]", "--model.hidden=32", "--trainer.precision=32-true"]
+
+
+def tiny_fit_args(data: Path, art: Path, *extra: str) -> list[str]:
+    """`fit` of the tiny network on a small written data set (200 images held out, batches of 32), quiet: the run
+    that the tests of kills, resumes, locks and full disks interrupt."""
+    return [
+        "fit",
+        f"--data.data_dir={data}",
+        "--data.val_size=200",
+        "--data.batch_size=32",
+        f"--artifacts_dir={art}",
+        *TINY_MODEL,
+        "--progress_bar.refresh_rate=0",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
+
+
 # Two CPU processes (gloo) with a process-group timeout of one minute instead of 30: a collective that waits for
 # a rank that is gone gives up within the test rather than after it.
 DDP_BOUNDED = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import DDP_BOUNDED, REPO, TINY_MODEL, run_cli, write_dataset
+from .conftest import DDP_BOUNDED, REPO, TINY_MODEL, run_cli, tiny_fit_args, write_dataset
 from .harness import ProcessGroup
 from .test_extra import write_user_digits
 
@@ -63,20 +63,7 @@ def data(tmp_path_factory):
 
 
 def _fit(data, art, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "lightning_digits",
-        "fit",
-        f"--data.data_dir={data}",
-        "--data.val_size=200",
-        "--data.batch_size=32",
-        f"--artifacts_dir={art}",
-        *TINY_MODEL,
-        "--progress_bar.refresh_rate=0",
-        "--trainer.enable_model_summary=false",
-        *extra,
-    ]
+    return [sys.executable, "-m", "lightning_digits", *tiny_fit_args(data, art, *extra)]
 
 
 def _until(run: ProcessGroup, path: Path, seconds: float) -> None:

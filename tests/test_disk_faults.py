@@ -24,7 +24,7 @@ import torch
 
 from lightning_digits.checkpoints import load_checkpoint
 
-from .conftest import REPO, TINY_MODEL, write_dataset
+from .conftest import REPO, tiny_fit_args, write_dataset
 
 FAMILIES = [
     "checkpoint",
@@ -41,20 +41,6 @@ FAMILIES = [
     "classification_report.txt",
 ]
 CHECKPOINTS = ("digits_cnn.ckpt", "digits_cnn_final.ckpt")
-
-
-def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        f"--data.data_dir={data}",
-        "--data.val_size=200",
-        "--data.batch_size=32",
-        f"--artifacts_dir={art}",
-        *TINY_MODEL,
-        "--progress_bar.refresh_rate=0",
-        "--trainer.enable_model_summary=false",
-        *extra,
-    ]
 
 
 def _file_size_limit(size: int):
@@ -168,7 +154,7 @@ def test_every_file_the_package_writes_goes_through_the_atomic_writer():
 def test_a_fit_that_cannot_save_keeps_the_previous_checkpoints_and_resumes_from_them(tmp_path, data, cli):
     art = tmp_path / "art"
     short = "--trainer.limit_train_batches=4"  # what is tested is the saving, not the training
-    first = cli(*_fit_args(data, art, "--trainer.max_epochs=1", short))
+    first = cli(*tiny_fit_args(data, art, "--trainer.max_epochs=1", short))
     assert first.code == 0, first.err[-3000:]
     before = {name: (art / name).read_bytes() for name in CHECKPOINTS}
 
@@ -178,7 +164,7 @@ def test_a_fit_that_cannot_save_keeps_the_previous_checkpoints_and_resumes_from_
             sys.executable,
             "-m",
             "lightning_digits",
-            *_fit_args(data, art, "--trainer.max_epochs=3", "--ckpt_path=last", short),
+            *tiny_fit_args(data, art, "--trainer.max_epochs=3", "--ckpt_path=last", short),
         ],
         cwd=REPO,
         capture_output=True,
@@ -193,7 +179,7 @@ def test_a_fit_that_cannot_save_keeps_the_previous_checkpoints_and_resumes_from_
     assert {name: (art / name).read_bytes() for name in CHECKPOINTS} == before, "a previous checkpoint changed"
     assert not list(art.glob(".digits_cnn*")), "temporary files left behind"
 
-    resumed = cli(*_fit_args(data, art, "--trainer.max_epochs=2", "--ckpt_path=last", short))
+    resumed = cli(*tiny_fit_args(data, art, "--trainer.max_epochs=2", "--ckpt_path=last", short))
     assert resumed.code == 0, resumed.err[-3000:]
     assert load_checkpoint(art / "digits_cnn_final.ckpt").epoch == 1
 
@@ -207,7 +193,7 @@ def _being_written(art: Path) -> str | None:
 def test_kill_9_during_a_checkpoint_write_leaves_loadable_checkpoints_and_resume_works(tmp_path, data, cli):
     art = tmp_path / "art"
     # A wide hidden layer (checkpoints of about 5 MB) saved every step: writes long and many enough to catch.
-    args = _fit_args(data, art, "--model.hidden=512", "--final_checkpoint.every_n_train_steps=1")
+    args = tiny_fit_args(data, art, "--model.hidden=512", "--final_checkpoint.every_n_train_steps=1")
     process = subprocess.Popen(
         [sys.executable, "-m", "lightning_digits", *args, "--trainer.max_epochs=20"],
         cwd=REPO,
@@ -271,7 +257,7 @@ def _fit_in_a_small_filesystem(tmp_path: Path, data: Path, mount: str) -> tuple[
     art, out = tmp_path / "art", tmp_path / "out"
     art.mkdir()
     (out / "art").mkdir(parents=True)
-    args = _fit_args(data, art, "--model.hidden=256", "--trainer.max_epochs=3")
+    args = tiny_fit_args(data, art, "--model.hidden=256", "--trainer.max_epochs=3")
     env = {**os.environ, "ART": str(art), "OUT": str(out), "PYTHON": sys.executable, "MOUNT": mount}
     subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", IN_A_SMALL_FILESYSTEM, "fit", *args],

@@ -18,20 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from .conftest import REPO, TINY_MODEL, run_cli, write_dataset
-
-
-def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        f"--data.data_dir={data}",
-        "--data.val_size=200",
-        "--data.batch_size=32",
-        f"--artifacts_dir={art}",
-        *TINY_MODEL,
-        "--progress_bar.refresh_rate=0",
-        *extra,
-    ]
+from .conftest import REPO, run_cli, tiny_fit_args, write_dataset
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -50,7 +37,7 @@ def _start(args: list[str]) -> subprocess.Popen:
 def _fit_until_first_epoch(data: Path, art: Path, max_epochs: int) -> tuple[subprocess.Popen, Path]:
     """Start `fit` in the background and return once the first epoch's final checkpoint exists."""
     final = art / "digits_cnn_final.ckpt"
-    process = _start(_fit_args(data, art, f"--trainer.max_epochs={max_epochs}"))
+    process = _start(tiny_fit_args(data, art, f"--trainer.max_epochs={max_epochs}"))
     deadline = time.monotonic() + 120
     while not final.is_file():
         assert process.poll() is None, process.stdout.read()[-3000:]
@@ -78,7 +65,7 @@ def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data, cli
     killed_at = _saved(final)
     assert killed_at["epoch"] < 3, "the run must have been killed before its end"
 
-    resumed = cli(*_fit_args(data, art, "--trainer.max_epochs=4", "--ckpt_path=last"))
+    resumed = cli(*tiny_fit_args(data, art, "--trainer.max_epochs=4", "--ckpt_path=last"))
     assert resumed.code == 0, resumed.err[-3000:]
     finished = _saved(final)
     assert finished["epoch"] == 3 and finished["global_step"] > killed_at["global_step"]
@@ -100,7 +87,7 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data, cli):
     assert "Traceback" not in output, output[-3000:]
     interrupted = _saved(final)
     assert interrupted["global_step"] > after_first_epoch, "the interrupt saved the state it reached"
-    resumed = cli(*_fit_args(data, art, f"--trainer.max_epochs={interrupted['epoch'] + 2}", "--ckpt_path=last"))
+    resumed = cli(*tiny_fit_args(data, art, f"--trainer.max_epochs={interrupted['epoch'] + 2}", "--ckpt_path=last"))
     assert resumed.code == 0, resumed.err[-3000:]
     assert _saved(final)["epoch"] == interrupted["epoch"] + 1
 
@@ -110,7 +97,7 @@ def test_sigterm_stops_after_the_step_with_its_state_saved_and_says_so(tmp_path,
     """One process (DDP's case is in test_ddp.py): the signal comes at step 3, from inside, as from a scheduler."""
     art = tmp_path / "art"
     run = run_cli(
-        *_fit_args(
+        *tiny_fit_args(
             data,
             art,
             "--trainer.max_epochs=5",
@@ -129,7 +116,7 @@ def test_sigterm_stops_after_the_step_with_its_state_saved_and_says_so(tmp_path,
 def test_two_seeded_deterministic_fits_are_identical(tmp_path, data, cli):
     """One fit in this process, one in a fresh one: nothing may depend on the process (hash seeds, ...)."""
     args = {
-        name: _fit_args(
+        name: tiny_fit_args(
             data,
             tmp_path / name,
             "--trainer.max_epochs=2",
@@ -202,7 +189,7 @@ def _assert_whole(path: Path) -> None:
 @pytest.mark.slow
 def test_killed_evaluate_leaves_the_previous_artifacts_whole(tmp_path, data, cli):
     art = tmp_path / "art"
-    fit = cli(*_fit_args(data, art, "--trainer.max_epochs=1"))
+    fit = cli(*tiny_fit_args(data, art, "--trainer.max_epochs=1"))
     assert fit.code == 0, fit.err[-3000:]
     evaluate = ["evaluate", f"--checkpoint={art / 'digits_cnn.ckpt'}", f"--data_dir={data}", "--baseline_subset=500"]
     first = cli(*evaluate)

@@ -17,7 +17,7 @@ import pytest
 from lightning_digits import run_lock
 from lightning_digits.errors import UserError
 
-from .conftest import REPO, TINY_MODEL, run_cli, write_dataset
+from .conftest import REPO, run_cli, tiny_fit_args, write_dataset
 
 HOLDER = """
 import sys, time
@@ -85,32 +85,18 @@ def test_the_other_ranks_of_a_run_do_not_lock(variable, holder, monkeypatch):
         run_lock.hold(folder, "fit", "--artifacts_dir")  # no refusal: the launching process (rank 0) holds it
 
 
-def _fit_args(data: Path, art: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        f"--data.data_dir={data}",
-        "--data.val_size=200",
-        "--data.batch_size=32",
-        f"--artifacts_dir={art}",
-        *TINY_MODEL,
-        "--progress_bar.refresh_rate=0",
-        "--trainer.enable_model_summary=false",
-        *extra,
-    ]
-
-
 @pytest.mark.slow
 def test_two_fits_into_one_folder_the_second_stops_before_any_work_and_readers_refuse(tmp_path, cli):
     data = write_dataset(tmp_path / "data", n_train=840, n_test=200)
     art = tmp_path / "art"
-    command = [sys.executable, "-m", "lightning_digits", *_fit_args(data, art, "--trainer.max_epochs=100")]
+    command = [sys.executable, "-m", "lightning_digits", *tiny_fit_args(data, art, "--trainer.max_epochs=100")]
     # One thread: it only has to be alive, not to take both cores from the rest of the test.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_held(art, first)
         held_by = f"{art} is in use by another lightning-digits run (`fit`, pid {first.pid}); wait for it to end"
-        second = run_cli(*_fit_args(data, art, "--trainer.max_epochs=1"), timeout=180)
+        second = run_cli(*tiny_fit_args(data, art, "--trainer.max_epochs=1"), timeout=180)
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-3000:]
         [line] = [line for line in second.stderr.splitlines() if "error" in line]
         assert line == f"lightning-digits: error: {held_by}, or choose another --artifacts_dir"
