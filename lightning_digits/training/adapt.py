@@ -40,13 +40,13 @@ DIGITS_DATASET = "mnist"  # a person's handwritten digits extend MNIST, not anot
 def check_digits(digits: ExtraDigits, folder: str, holdout: float, num_classes: int = 10) -> None:
     """Every class is there, with enough digits to learn from (and, when holding out, one to test on)."""
     counts = np.bincount(digits.labels.numpy(), minlength=num_classes)
+    fewest = 2 if holdout > 0 else 1
     missing = [str(c) for c in range(num_classes) if counts[c] == 0]
     if missing:
         raise UserError(
             f"{folder} has no digits of class {', '.join(missing)}; adapt needs every class 0-9 (a "
-            f"sub-folder per class with at least {2 if holdout else 1} images each)"
+            f"sub-folder per class with at least {fewest} images each)"
         )
-    fewest = 2 if holdout > 0 else 1
     few = [f"{c} ({counts[c]})" for c in range(num_classes) if counts[c] < fewest]
     if few:
         raise UserError(
