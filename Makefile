@@ -99,7 +99,8 @@ PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 test: setup
 	$(PYTEST)
 
-# The edit loop: everything but the tests marked slow (kills, DDP, real-MNIST fits, the browser).
+# The edit loop: everything but the tests marked slow (kills, DDP, real-MNIST fits, the browser, and the checks
+# that start a process per case: errors as the whole program prints them, imports per command, full-disk writers).
 test-fast: setup
 	$(PYTEST) -m "not slow"
 

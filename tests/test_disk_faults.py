@@ -73,11 +73,13 @@ def writers_under_a_full_disk(tmp_path_factory) -> tuple[dict, Path]:
     return json.loads(ran.stdout.strip().splitlines()[-1]), out
 
 
+@pytest.mark.slow  # ~15 s of real processes: `make test-fast` (the edit loop) leaves them to `make test`
 def test_the_writers_tried_are_every_family(writers_under_a_full_disk):
     results, _ = writers_under_a_full_disk
     assert list(results) == FAMILIES
 
 
+@pytest.mark.slow  # ~15 s of real processes: `make test-fast` (the edit loop) leaves them to `make test`
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_writer_refused_by_a_full_disk_says_so_in_one_line_and_keeps_the_previous_file(
     family, writers_under_a_full_disk

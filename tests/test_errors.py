@@ -357,6 +357,7 @@ def whole_program(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProce
     return results
 
 
+@pytest.mark.slow  # ~15 s of real processes: `make test-fast` (the edit loop) leaves them to `make test`
 @pytest.mark.parametrize("name", REPRESENTATIVE)
 def test_the_whole_program_shows_only_that_line(name: str, whole_program):
     """A real subprocess per kind of error (data, checkpoint, other entry point, argument), as a user runs it."""
@@ -366,6 +367,7 @@ def test_the_whole_program_shows_only_that_line(name: str, whole_program):
     _assert_one_clear_line(case, result.stderr, art)
 
 
+@pytest.mark.slow  # ~15 s of real processes: `make test-fast` (the edit loop) leaves them to `make test`
 def test_debug_flag_shows_the_traceback(whole_program):
     result, _ = whole_program[DEBUG]
     assert result.returncode != 0 and "Traceback" in result.stderr
