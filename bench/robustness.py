@@ -318,6 +318,9 @@ def hands_suite(args: argparse.Namespace) -> None:
             digits = write_rendered_set(root / "all", [family], args.per_class, args.seed)
             # The same digits are read after every k: the family's images beyond the largest k.
             tested = [d for d in digits if _index(d) >= max(args.k)]
+            images = np.stack([load_digit(d.path) for d in tested])
+            labels = np.array([d.label for d in tested])
+            hand_before = accuracy(start, images, labels)
             for k in args.k:
                 learnt = [d for d in digits if _index(d) < k]
                 folder = root / f"{family.name}_k{k}"
@@ -325,10 +328,7 @@ def hands_suite(args: argparse.Namespace) -> None:
                     (folder / str(digit.label)).mkdir(parents=True, exist_ok=True)
                     (folder / str(digit.label) / digit.path.name).symlink_to(digit.path)
                 record = adapt_to(args.model, folder, root / f"out_{family.name}_k{k}", args.adapt_args)
-                probabilities = OnnxDigits(record["output"]["onnx"]).probabilities
-                images = np.stack([load_digit(d.path) for d in tested])
-                labels = np.array([d.label for d in tested])
-                hand, hand_before = accuracy(probabilities, images, labels), accuracy(start, images, labels)
+                hand = accuracy(OnnxDigits(record["output"]["onnx"]).probabilities, images, labels)
                 row = {
                     "family": family.name,
                     "k": k,
