@@ -102,22 +102,16 @@ def overhead(params: dict, out: Path, repeats: int, extra: list[str]) -> dict:
     from lightning_digits.tuning import space
     from lightning_digits.tuning import study as studies
     from lightning_digits.tuning import trial as trials
+    from lightning_digits.tuning.command import TuneOptions
 
     shipped = yaml.safe_load(presets.preset_path("tune").read_text())
-    options = tune_run.TuneOptions(
+    options = TuneOptions(
         space=shipped["space"],
         configs=shipped["configs"],
         n_trials=repeats,
         fit={**(shipped.get("fit") or {}), **dict(flag.removeprefix("--").split("=", 1) for flag in extra)},
-        timeout=None,
-        storage=None,
         study_name="overhead",
         study_dir=str(out / "overhead"),
-        seed=0,
-        random_trials=10,
-        pruning=True,
-        prune_after=3,
-        heartbeat=60,
         test_best=False,
     )
     plan = tune_run._plan(options)

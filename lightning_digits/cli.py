@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from lightning_digits import presets, run_lock
 from lightning_digits.atomic import disk_fault
@@ -22,8 +23,8 @@ from lightning_digits.errors import UserError, exit_on_user_error, show_notices_
 PROG = "lightning-digits"
 # training/lightning_commands.py; training/distill.py and training/adapt.py (each a fit of its own making)
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict", "distill", "adapt")
-# Commands that need no Trainer: plain functions whose signatures are their options, as "module:function",
-# imported only when chosen.
+# Commands that need no Trainer, as "module:name", imported only when chosen: plain functions whose signatures are
+# their options, or a dataclass of options that runs the command when called (tune's options are also the study's).
 PLAIN_COMMANDS = {
     "evaluate": "lightning_digits.evaluation.commands:evaluate",
     "export": "lightning_digits.evaluation.commands:export",
@@ -32,7 +33,7 @@ PLAIN_COMMANDS = {
     "ensemble": "lightning_digits.evaluation.ensemble:ensemble",
     "demo": "lightning_digits.demo:demo",
     "serve": "lightning_digits.serving.server:serve",
-    "tune": "lightning_digits.tuning.command:tune",
+    "tune": "lightning_digits.tuning.command:TuneOptions",
 }
 COMMAND_PRESETS = ("tune", "adapt")  # presets that their commands apply, not for `-c`
 LIST_POSITIONAL = ("ensemble",)  # commands whose first argument is a list of items typed one by one
@@ -55,8 +56,8 @@ Hyperparameter search: tune -c tune (Optuna; each trial is a fit with overrides)
 Run `{PROG} COMMAND --help` for the options of each; --debug shows the traceback of an error."""
 
 
-def command_function(command: str) -> Callable[..., None]:
-    """The function that runs a plain command, imported now."""
+def command_function(command: str) -> Callable[..., Any]:
+    """The function (or dataclass of options) that a plain command parses its arguments into, imported now."""
     module, name = PLAIN_COMMANDS[command].split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -89,7 +90,10 @@ def _run_plain(command: str, args: list[str]) -> None:
     command_args = _one_list_positional(args) if command in LIST_POSITIONAL else args
     command_args = ["--config" if arg == "-c" else arg for arg in command_args]  # jsonargparse's spelling
     with run_lock.command_scope():  # the folders a command locks stay locked until it returns
-        auto_cli(command_function(command), args=command_args, prog=f"{PROG} {command}", exit_on_error=False)
+        component = command_function(command)
+        parsed = auto_cli(component, args=command_args, prog=f"{PROG} {command}", exit_on_error=False)
+        if isinstance(component, type):  # a function has run already; options run now
+            parsed()
 
 
 def _run_lightning(args: list[str], read_argv: bool) -> None:

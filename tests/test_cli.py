@@ -33,6 +33,7 @@ OWN_OPTIONS = {
     "baselines": ["--dataset", "--subset", "--artifacts_dir"],
     "grid": ["--checkpoint", "--samples", "--seed"],
     "demo": ["--artifacts_dir", "--host", "--port"],
+    "tune": ["--space", "--n_trials", "--storage", "--study_name", "--prune_after"],
 }
 LIGHTNING = ("fit", "validate", "test", "predict", "distill", "adapt")
 ONLY_IN = {
@@ -71,7 +72,6 @@ RUNS = {
     "ensemble": (ensemble, "ensemble"),
     "demo": (demo, "demo"),
     "serve": (server, "serve"),
-    "tune": (tune_command, "tune"),
 }
 
 
@@ -92,6 +92,22 @@ def test_each_command_runs_its_own_function(cli, monkeypatch, command):
         assert len(calls) == 1 and calls[0]["seed"] == 7, calls
     else:
         assert calls == [] and inspect.getdoc(record).splitlines()[0] in " ".join(result.out.split())
+
+
+def test_tune_parses_its_options_into_one_dataclass_and_runs_it(cli, monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(tune_command, "tune", calls.append)
+    config = tmp_path / "tune.yaml"
+    config.write_text("n_trials: 3\nspace: {model.lr: {low: 0.001, high: 0.01, log: true}}\n")
+    result = cli("tune", "-c", str(config), "--seed=7", "--fit.trainer.max_epochs=1")
+    assert result.code == 0, result.err
+    expected = tune_command.TuneOptions(
+        space={"model.lr": {"low": 0.001, "high": 0.01, "log": True}},
+        fit={"trainer.max_epochs": 1},
+        n_trials=3,
+        seed=7,
+    )
+    assert calls == [expected]
 
 
 def test_unknown_command_is_one_line_naming_the_commands(cli):

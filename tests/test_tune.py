@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import inspect
 import io
 import json
 import os
@@ -195,12 +194,12 @@ def test_a_bad_search_space_or_storage_is_one_line_before_any_trial(cli, tmp_pat
 
 def test_the_shipped_search_space_is_one_fit_accepts_at_every_end(tmp_path, monkeypatch):
     from lightning_digits import presets
-    from lightning_digits.tuning import command, search
+    from lightning_digits.tuning import search
+    from lightning_digits.tuning.command import TuneOptions
 
     monkeypatch.setattr(sys, "argv", ["lightning-digits"])
-    defaults = {name: p.default for name, p in inspect.signature(command.tune).parameters.items()}
     shipped = yaml.safe_load(presets.preset_path("tune").read_text())
-    plan = search._plan(search.TuneOptions(**{**defaults, **shipped, "study_dir": str(tmp_path)}))
+    plan = search._plan(TuneOptions(**{**shipped, "study_dir": str(tmp_path)}))
     config = search._check_against_fit(plan)
     assert list(config.model.channels) == [20, 40, 80] and config.trainer.limit_train_batches == 320
 

@@ -1,31 +1,20 @@
 """`lightning-digits tune`: check the search space against `fit`, open (or continue) the study, run trials until
 the study has `n_trials` finished ones, then write the study's files and test the best checkpoint once.
 
-cli.py imports this module for the command's signature; Optuna, MLflow and the Lightning side load inside
-`tune()` only, so other commands do not pay for them. Knows nothing of model internals.
+`TuneOptions` is the one place the command's options are written (their types, defaults and help): cli.py builds
+the command line from it, and the study reads it. cli.py imports this module for those options; Optuna, MLflow and
+the Lightning side load when the options are run only, so other commands do not pay for them. Knows nothing of
+model internals.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
-def tune(
-    space: dict[str, Any] | None = None,
-    configs: list[str] | None = None,
-    fit: dict[str, Any] | None = None,
-    n_trials: int = 20,
-    timeout: float | None = None,
-    storage: str | None = None,
-    study_name: str = "digits",
-    study_dir: str = "artifacts_tune",
-    seed: int = 0,
-    random_trials: int = 10,
-    pruning: bool = True,
-    prune_after: int = 3,
-    heartbeat: int = 60,
-    test_best: bool = True,
-) -> None:
+@dataclass(frozen=True)
+class TuneOptions:
     """Search hyperparameters with Optuna; each trial is `lightning-digits fit` with the trial's values.
 
     `lightning-digits tune -c tune` runs the shipped search (configs/tune.yaml); run the same command again to
@@ -50,7 +39,28 @@ def tune(
             (its worker was killed) and retried once.
         test_best: after the study, test the best trial's checkpoint once on the test set.
     """
-    options = dict(locals())
+
+    space: dict[str, Any] | None = None
+    configs: list[str] | None = None
+    fit: dict[str, Any] | None = None
+    n_trials: int = 20
+    timeout: float | None = None
+    storage: str | None = None
+    study_name: str = "digits"
+    study_dir: str = "artifacts_tune"
+    seed: int = 0
+    random_trials: int = 10
+    pruning: bool = True
+    prune_after: int = 3
+    heartbeat: int = 60
+    test_best: bool = True
+
+    def __call__(self) -> None:
+        """Run the study (a method jsonargparse does not offer as a subcommand, as it would `run`)."""
+        tune(self)
+
+
+def tune(options: TuneOptions) -> None:
     from lightning_digits.tuning import search  # Optuna and the training side: only now
 
-    search.tune(search.TuneOptions(**options))
+    search.tune(options)

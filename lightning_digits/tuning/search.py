@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from jsonargparse import ArgumentError
@@ -29,28 +28,11 @@ from lightning_digits.tracking.runs import MlflowSettings, StudyRun
 from lightning_digits.tuning import space, study_files
 from lightning_digits.tuning import study as studies
 from lightning_digits.tuning import trial as trials
+from lightning_digits.tuning.command import TuneOptions
 from lightning_digits.tuning.space import Dimension
 
 DB_FILE = "study.db"
 BEST_JSON = "best.json"
-
-
-@dataclass
-class TuneOptions:  # the `tune` command's arguments (tuning/command.py documents them)
-    space: dict[str, Any] | None
-    configs: list[str] | None
-    fit: dict[str, Any] | None
-    n_trials: int
-    timeout: float | None
-    storage: str | None
-    study_name: str
-    study_dir: str
-    seed: int
-    random_trials: int
-    pruning: bool
-    prune_after: int
-    heartbeat: int
-    test_best: bool
 
 
 @dataclass
