@@ -91,6 +91,29 @@ def test_real_mnist_digit_scaled_up_on_paper_comes_back(tmp_path, real_mnist):
     assert np.corrcoef(recovered.ravel(), original.ravel())[0, 1] > 0.9
 
 
+def _white_seven_on_black() -> np.ndarray:
+    return 1 - np.asarray(draw_seven((60, 60), (12, 10, 48, 50)), dtype=np.float64) / 255
+
+
+@pytest.mark.parametrize(
+    ("case", "photo"),
+    [
+        ("white ink on mid-grey paper, as MNIST-C's brightness", lambda digit: 0.5 + digit / 2),
+        ("dark ink on dim paper", lambda digit: 0.4 * (1 - digit)),
+        # The brighter patch covers most of the page, far more pixels than the ink, at a weaker contrast.
+        (
+            "dark ink on paper lit brighter inside the border",
+            lambda digit: (
+                np.where(digit > 0, 0.6 * (1 - digit), 0.6) + np.pad(np.full((50, 50), 0.25), 5) * (digit == 0)
+            ),
+        ),
+    ],
+)
+def test_the_ink_is_the_side_of_the_paper_with_the_strongest_contrast(case, photo):
+    digit = _white_seven_on_black()
+    assert np.allclose(images_module.to_mnist(photo(digit)), images_module.to_mnist(digit), atol=1e-5), case
+
+
 def test_blank_image_is_refused(tmp_path):
     with pytest.raises(UserError, match="no ink"):
         load_digit(save(Image.new("L", (50, 50), 255), tmp_path / "blank.png"))

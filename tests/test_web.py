@@ -154,6 +154,22 @@ def test_drawn_mnist_digits_are_recognised_and_match_python(page, real_mnist):
         Path(screenshot).write_bytes(page.get_screenshot_as_png())
 
 
+def test_the_page_finds_ink_lighter_or_darker_than_its_paper_as_python_does(page, real_mnist):
+    """The drawings above are all dark ink on white; the ink's side of the paper is decided on photos too: a
+    white digit on grey paper (MNIST-C's brightness), dark ink on dim paper, and real digits under fog-like light."""
+    digits = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz", 3)[:3].astype(np.float64) / 255
+    light = np.linspace(0.2, 0.7, 28)[:, None] + np.zeros((1, 28))
+    photos = [0.5 + digits[0] / 2, 0.4 * (1 - digits[1]), np.clip(light + digits[2] / 2, 0, 1)]
+    page.set_script_timeout(30)
+    for photo in photos:
+        browser_input = page.execute_async_script(
+            "const [gray, done] = arguments;"
+            "import('./preprocess.js').then((m) => done(Array.from(m.toMnist(Float64Array.from(gray), 28, 28))));",
+            photo.ravel().tolist(),
+        )
+        assert np.abs(np.asarray(browser_input).reshape(28, 28) - to_mnist(photo)).max() <= 1e-6
+
+
 def test_the_page_runs_an_ensemble_file_unchanged(real_mnist, tmp_path):
     """Two networks averaged over the shifted views, exported as one file: the browser's probabilities are
     onnxruntime's in Python for the same input (the views' GridSample and the averaging run in the page too)."""

@@ -5,6 +5,7 @@
 
 export const MNIST_CENTRE = 14.0;
 const INK_THRESHOLD = 0.2;
+const INK_CONTRAST_PERCENTILE = 99.5;
 const BOX = 20;
 const SIDE = 28;
 
@@ -27,6 +28,16 @@ function median(values) {
   const sorted = Float64Array.from(values).sort();
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+// numpy's default percentile: linear between the two nearest ranks, with numpy's arithmetic (from the nearer one).
+function percentile(values, q) {
+  const sorted = Float64Array.from(values).sort();
+  const position = (q / 100) * (sorted.length - 1);
+  const low = Math.floor(position);
+  const [a, b] = [sorted[low], sorted[Math.min(low + 1, sorted.length - 1)]];
+  const t = position - low;
+  return t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t;
 }
 
 // Weights [outSize][inSize] of a triangle filter widened by the scale when shrinking (antialiasing).
@@ -74,7 +85,10 @@ export function toMnist(gray, width, height) {
   for (let x = 0; x < width; x++) border.push(gray[x], gray[(height - 1) * width + x]);
   for (let y = 0; y < height; y++) border.push(gray[y * width], gray[y * width + width - 1]);
   const paper = median(border);
-  const light = paper >= 0.5;
+  // Ink is on the side of the paper's level with the strongest contrast (images.py, _ink_is_darker).
+  const darker = percentile(gray.map((g) => paper - g), INK_CONTRAST_PERCENTILE);
+  const brighter = percentile(gray.map((g) => g - paper), INK_CONTRAST_PERCENTILE);
+  const light = darker >= brighter;
   const range = Math.max(light ? paper : 1 - paper, 1e-6);
   const ink = new Float64Array(width * height);
   let peak = 0;
