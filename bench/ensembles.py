@@ -4,9 +4,9 @@
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/ensembles.py runs/best --members 3 [--tta shifts]
 
 RUNS holds seed_0, seed_1, ... as `bench/time_to_accuracy.py --keep RUNS` leaves them; ensemble k is seeds k*M ..
-k*M+M-1, each member its run's final checkpoint (the one time_to_accuracy.py tests; `--checkpoint best` for the best
-by validation loss), so no ensemble is put together by looking at test figures. The training time of an ensemble is
-the sum of its members' fit loops (the Timer's time in each checkpoint). Prints a row per ensemble, the mean, min and
+k*M+M-1, each member its run's final checkpoint (`--checkpoint best`: the epoch its config's `checkpoint.monitor`
+chose), so no ensemble is put together by looking at test figures. The training time of an ensemble is the sum
+of its members' fit loops (the Timer's time in each checkpoint). Prints a row per ensemble, the mean, min and
 max, and one JSON line.
 """
 
