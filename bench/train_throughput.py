@@ -40,7 +40,7 @@ from lightning_digits.data.datamodule import DigitsDataModule
 from lightning_digits.models.cnn import Dropout
 from lightning_digits.models.lit import LitDigits
 
-# One change at a time (docs/performance.md, "Real handwriting"): the values tried there.
+# One change at a time (docs/results.md, "Real handwriting"): the values tried there.
 INK_ROWS = (("stroke", 0.5), ("slant", 15.0), ("elastic", 34.0))
 
 

@@ -148,7 +148,7 @@ print(" ".join(sorted(sys.modules)))
 @pytest.mark.slow  # ~15 s of real processes: `make test-fast` (the edit loop) leaves them to `make test`
 def test_each_command_imports_only_what_it_runs():
     """Which packages a fresh process has loaded after each command's --help (a timing budget would be a flaky
-    test; the figures are in docs/performance.md)."""
+    test; the figures are in docs/benchmarks.md)."""
     processes = {
         args: subprocess.Popen(
             [sys.executable, "-c", SHOW_MODULES, *args],

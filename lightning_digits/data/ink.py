@@ -103,7 +103,7 @@ def warp(
 def max_3x3(images: torch.Tensor) -> torch.Tensor:
     """Each pixel's maximum over its 3x3 neighbourhood (grey-scale dilation; the image's edge adds nothing):
     max_pool2d(kernel 3, stride 1, padding 1) to the bit, as two passes of three shifted maxima, which on CPU
-    takes a twentieth of max_pool2d's time (docs/performance.md)."""
+    takes a twentieth of max_pool2d's time (docs/benchmarks.md, "Training throughput")."""
     padded = F.pad(images, (1, 1, 1, 1), value=float("-inf"))
     rows = torch.maximum(torch.maximum(padded[..., :-2, :], padded[..., 1:-1, :]), padded[..., 2:, :])
     return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])

@@ -2,7 +2,7 @@
 sets them beside the CNN.
 
 The settings finish faster than scikit-learn's defaults with at least their accuracy; bench/baselines.py
-runs both side by side and docs/performance.md has its figures. Knows nothing of torch.
+runs both side by side and docs/benchmarks.md ("Baselines") has its figures. Knows nothing of torch.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def _shifts(pixels: float) -> list[View]:
 
 
 # Named sets of views, the identity first. Which one to use is decided on the validation split
-# (bench/tta.py), never on the test set; docs/performance.md has the figures.
+# (bench/tta.py), never on the test set; docs/results.md has the figures.
 VIEW_SETS: dict[str, tuple[View, ...]] = {
     "none": (View(),),
     "shifts": (View(), *_shifts(1.0)),

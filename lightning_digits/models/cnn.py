@@ -58,9 +58,9 @@ class Architecture:
 
 class Dropout(nn.Dropout):
     """nn.Dropout with a cheaper mask on CPU, where nn.Dropout draws one serial random number per activation
-    (docs/performance.md has the profile). Here each 64-bit draw of the same seeded generator gives four
-    16-bit uniforms (keep probabilities are exact in steps of 1/65536), and the mask is made scaled, in the
-    activation's dtype and memory layout, so the backward pass is one multiply."""
+    (docs/benchmarks.md, "Training throughput", has the profile). Here each 64-bit draw of the same seeded
+    generator gives four 16-bit uniforms (keep probabilities are exact in steps of 1/65536), and the mask is made
+    scaled, in the activation's dtype and memory layout, so the backward pass is one multiply."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":

@@ -142,7 +142,8 @@ class LitDigits(pl.LightningModule):
         # data.batch_size is per process: under DDP the effective batch is batch_size x world size, and
         # "linear" scales the learning rate with it (Goyal et al., 2017).
         lr = hp.lr * (self.trainer.world_size if hp.lr_scaling == "linear" else 1)
-        # fused: one kernel over all parameters instead of a loop over tensors (docs/performance.md).
+        # fused: one kernel over all parameters instead of a loop over tensors (docs/benchmarks.md, "What each
+        # change bought").
         optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), lr=lr, weight_decay=hp.weight_decay, fused=True)
         if hp.scheduler == "none":
             return optimizer
