@@ -4,13 +4,14 @@
     make gpu-check-cpu      # the same rows in a reduced form on 2 CPU processes (tests/test_gpu_check.py runs it)
 
 Rows, each the real `lightning-digits fit` in a subprocess, then its final checkpoint tested here on the official
-test set (with `--cpu`: a short subset of the data, so the figures only show that every row runs):
+test set by `evaluate`'s own test pass (evaluation/report.py, on the CPU) (with `--cpu`: a short subset of the
+data, so the figures only show that every row runs):
 - fast preset on one device, bf16-mixed and 32-true: time to accuracy, and what bf16 buys;
 - the default config (the original's 10 epochs) on one device;
 - the fast preset under DDP on every device: samples/s against one device (scaling);
 - the ONNX export of the first row's checkpoint against PyTorch (max |logit difference|, export.py's check).
 Train seconds are the Timer's (the fit loop, validation included; start-up and imports not); samples/s counts
-the training images of every rank. Prints the table and one JSON line. Figures go to docs/performance.md with the
+the training images of every rank. Prints the table and one JSON line. Figures go to docs/benchmarks.md with the
 GPU model, the driver and this command.
 """
 
@@ -24,12 +25,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lightning_digits import artifacts
 from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.augment import as_model_input
 from lightning_digits.data.sources import DATASETS, load_split
+from lightning_digits.evaluation.report import test_pass
 from lightning_digits.export import export_onnx
 
 # A short fit that every row can do on 2 CPU cores in seconds: it proves the rows run, nothing about speed.
@@ -70,19 +73,7 @@ def fit(folder: Path, flags: list[str], timeout: float) -> dict:
     }
 
 
-def test_accuracy(checkpoint: Path, data_dir: str | None, device: torch.device) -> float:
-    net = load_checkpoint(checkpoint).net.to(device)
-    images, labels = load_split("mnist", data_dir, "test")
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(images), 1000):
-            batch = as_model_input(torch.from_numpy(images[start : start + 1000].copy())).to(device)
-            correct += int((net(batch).argmax(1).cpu() == torch.from_numpy(labels[start : start + 1000].copy())).sum())
-    return correct / len(images)
-
-
-def onnx_difference(checkpoint: Path, data_dir: str | None) -> float:
-    images, _ = load_split("mnist", data_dir, "test")
+def onnx_difference(checkpoint: Path, images: np.ndarray) -> float:
     check = as_model_input(torch.from_numpy(images[:1000].copy())).numpy()
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(
@@ -96,6 +87,7 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="reduced form: 2 CPU processes, a short subset")
     parser.add_argument("--data", default=os.environ.get("LIGHTNING_DIGITS_DATA"), help="MNIST folder")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one fit may take")
+    parser.add_argument("--keep", type=Path, help="keep each row's run in KEEP/N (N: the row's number from 0)")
     args = parser.parse_args()
     if args.cpu:
         accelerator, devices, extra, device = "cpu", 2, REDUCED, torch.device("cpu")
@@ -122,15 +114,18 @@ def main() -> None:
             devices,
         ),
     }
+    test_images, test_labels = load_split("mnist", args.data, "test")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, (flags, processes)) in enumerate(runs.items()):
-            result = fit(Path(tmp) / str(index), flags, args.timeout)
+            result = fit((args.keep or Path(tmp)) / str(index), flags, args.timeout)
             result["samples_per_second"] = result["steps"] * result["batch_size"] * processes / result["train_seconds"]
-            result["test_accuracy"] = test_accuracy(result["checkpoint"], args.data, device)
+            result["test_accuracy"] = test_pass(
+                load_checkpoint(result["checkpoint"]).net, test_images, test_labels
+            ).accuracy
             rows[name] = result
             print(f"{name}: {result['train_seconds']:.1f} s, test accuracy {result['test_accuracy']:.4f}", flush=True)
-        parity = onnx_difference(rows["fast bf16-mixed"]["checkpoint"], args.data)
+        parity = onnx_difference(rows["fast bf16-mixed"]["checkpoint"], test_images)
     single = rows["fast bf16-mixed"]["samples_per_second"]  # "vs first": bf16's gain over fp32, and DDP's scaling
     hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
     print(f"\n{hardware}; torch {torch.__version__}" + (" (reduced form: figures prove nothing)" if args.cpu else ""))

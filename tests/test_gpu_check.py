@@ -1,5 +1,6 @@
 """bench/gpu_check.py, the script the first person with GPUs runs as is, in its reduced form on 2 CPU processes
-(so that it cannot rot where nobody has a GPU): every row runs and the table and JSON line come out."""
+(so that it cannot rot where nobody has a GPU): every row runs, and each row's test accuracy is its own final
+checkpoint's on the test set, counted here apart from the bench."""
 
 from __future__ import annotations
 
@@ -8,18 +9,32 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from lightning_digits import artifacts
+from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.data.augment import as_model_input
+from lightning_digits.data.sources import load_split
 
 from .conftest import REPO, write_dataset
 
+ROWS = ["fast bf16-mixed", "fast 32-true", "default config", "fast DDP x2"]
+
 
 @pytest.mark.slow
-def test_the_gpu_check_runs_every_row_in_its_reduced_form(tmp_path):
+def test_the_gpu_check_runs_every_row_in_its_reduced_form_and_tests_each_rows_own_checkpoint(tmp_path):
     data = write_dataset(tmp_path / "data", n_train=840, n_test=200)
-    command = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--cpu", f"--data={data}", "--timeout=240"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    runs = tmp_path / "runs"
+    command = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--cpu", f"--data={data}", f"--keep={runs}"]
+    done = subprocess.run([*command, "--timeout=240"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert list(summary["rows"]) == ["fast bf16-mixed", "fast 32-true", "default config", "fast DDP x2"]
-    assert all(row["steps"] == 10 and 0 <= row["test_accuracy"] <= 1 for row in summary["rows"].values())
+    assert list(summary["rows"]) == ROWS and all(row["steps"] == 10 for row in summary["rows"].values())
+    images, labels = load_split("mnist", str(data), "test")
+    for index, name in enumerate(ROWS):
+        net = load_checkpoint(runs / str(index) / artifacts.FINAL_CHECKPOINT).net.eval()
+        with torch.no_grad():
+            predicted = net(as_model_input(torch.from_numpy(images.copy()))).argmax(1).numpy()
+        assert summary["rows"][name]["test_accuracy"] == pytest.approx((predicted == labels).mean(), abs=1e-9), name
     assert summary["onnx_max_logit_difference"] < 1e-4
     assert "fast DDP x2" in done.stdout and "(reduced form: figures prove nothing)" in done.stdout
