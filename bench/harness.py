@@ -1,6 +1,7 @@
-"""Processes that tests and benches start and must stop: a free localhost port, a server started in a process
+"""Processes that benches and tests start and must stop: a free localhost port, a server started in a process
 group of its own, waited on until healthy, and stopped the way process managers and terminals stop it, with
-every wait bounded and the survivors named when a stop fails. bench/serve.py uses it too."""
+every wait bounded and the survivors named when a stop fails. bench/serve.py imports it as a sibling; the tests
+import it from here (tests/conftest.py puts bench/ on the path), so bench/ needs nothing of tests/."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """HTTP serving, side by side in one run: `lightning-digits serve` as it ships (its default workers, one per
-core), LitServe as the project served before (the `serving/` package of an earlier commit, run from a copy,
-while litserve is installed), and a minimal plain FastAPI endpoint in one uvicorn process around the same
-onnxruntime session and preprocessing.
+core) and a minimal plain FastAPI endpoint in one uvicorn process around the same onnxruntime session and
+preprocessing. (LitServe, which served earlier versions, was measured beside them on 2026-11-30; its figures are
+in docs/benchmarks.md.)
 
     .venv/bin/python bench/serve.py [--model artifacts_digits/digits_cnn.onnx] [--seconds 4] [--only NAME ...]
+        [--concurrency 1 8 32 128] [--stage-repeats 2000]
 
 Each server runs in its own process group on 127.0.0.1. The load is single-image uploads of real MNIST test
 digits, as multipart and as a raw image/png body, from closed-loop keep-alive clients at concurrency 1, 8, 32
@@ -20,7 +21,6 @@ import io
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,21 +28,15 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, UploadFile
+from harness import ProcessGroup, free_port  # bench/harness.py: how this project starts and stops a server
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests/harness.py: the one way this project starts and stops a server
+from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL
+from lightning_digits.data.images import read_digit
+from lightning_digits.data.sources import load_split
+from lightning_digits.onnx_predictor import OnnxDigits
 
-from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL  # noqa: E402
-from lightning_digits.data.idx import read_idx  # noqa: E402
-from lightning_digits.data.images import read_digit  # noqa: E402
-from lightning_digits.onnx_predictor import OnnxDigits  # noqa: E402
-from tests.harness import ProcessGroup, free_port  # noqa: E402
-
-DATA = Path(os.environ.get("LIGHTNING_DIGITS_DATA", REPO.parent / "shared" / "data" / "mnist"))
-CONCURRENCY = (1, 8, 32, 128)
 BOUNDARY = "benchboundary7f3a"
-LITSERVE_COMMIT = "08a15e8"  # the last commit that served with LitServe (batch 64 / 5 ms by default)
 
 
 def plain_app(model: str) -> FastAPI:
@@ -70,20 +64,6 @@ def plain_app(model: str) -> FastAPI:
         return "ok"
 
     return app
-
-
-def litserve_copy(folder: Path) -> dict[str, str] | None:
-    """The environment that runs LITSERVE_COMMIT's package from a copy in `folder`; None without litserve."""
-    try:
-        import litserve  # noqa: F401
-    except ImportError:
-        return None
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", LITSERVE_COMMIT, "lightning_digits"], capture_output=True, check=True
-    ).stdout
-    folder.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return {**os.environ, "PYTHONPATH": str(folder)}
 
 
 def group_cpu_seconds(server: ProcessGroup) -> dict[str, float]:
@@ -182,7 +162,7 @@ async def stop_under_load(server: ProcessGroup, port: int, requests: list[bytes]
     return took
 
 
-def cpu_ms(work, repeats: int = 2000) -> float:
+def cpu_ms(work, repeats: int) -> float:
     """CPU milliseconds of one call of `work(i)`, this process only (the profile of one request's stages)."""
     work(0)
     started = time.process_time()
@@ -191,7 +171,7 @@ def cpu_ms(work, repeats: int = 2000) -> float:
     return round((time.process_time() - started) / repeats * 1000, 3)
 
 
-def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]]) -> dict[str, float]:
+def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]], repeats: int) -> dict[str, float]:
     """Where a worker's CPU goes for one single-image request, stage by stage, in this process: the app as a
     whole (no HTTP), parsing the multipart body, decoding and preprocessing the PNG, the model at batch 1 and
     per image at batch 32 (what batching could save), and writing the answer."""
@@ -249,13 +229,15 @@ def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]]) -
 
     probabilities = predict.model.probabilities(images[:1])
     return {
-        "app, multipart body": cpu_ms(whole("multipart")),
-        "app, raw image/png body": cpu_ms(whole("raw")),
-        "multipart parsing": cpu_ms(parse),
-        "PNG decode + MNIST preprocessing": cpu_ms(lambda i: read_digit(pngs[i % 100], "digit")),
-        "model, batch 1": cpu_ms(lambda i: predict.model.probabilities(images[i % 100 : i % 100 + 1])),
-        "model, per image at batch 32": round(cpu_ms(lambda i: predict.model.probabilities(images[:32]), 200) / 32, 3),
-        "answer JSON": cpu_ms(lambda i: predict.answer(["digit.png"], probabilities)),
+        "app, multipart body": cpu_ms(whole("multipart"), repeats),
+        "app, raw image/png body": cpu_ms(whole("raw"), repeats),
+        "multipart parsing": cpu_ms(parse, repeats),
+        "PNG decode + MNIST preprocessing": cpu_ms(lambda i: read_digit(pngs[i % 100], "digit"), repeats),
+        "model, batch 1": cpu_ms(lambda i: predict.model.probabilities(images[i % 100 : i % 100 + 1]), repeats),
+        "model, per image at batch 32": round(
+            cpu_ms(lambda i: predict.model.probabilities(images[:32]), max(1, repeats // 10)) / 32, 3
+        ),
+        "answer JSON": cpu_ms(lambda i: predict.answer(["digit.png"], probabilities), repeats),
     }
 
 
@@ -264,6 +246,8 @@ def main() -> None:
     parser.add_argument("--model", default=f"{DEFAULT_DIR}/{ONNX_MODEL}")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per server, body and concurrency")
     parser.add_argument("--only", nargs="*", help="names of the servers to run (default: all)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128], help="clients per cell")
+    parser.add_argument("--stage-repeats", type=int, default=2000, help="calls that time each in-process stage")
     parser.add_argument("--plain-app", action="store_true", help=argparse.SUPPRESS)  # the baseline's own process
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -275,39 +259,37 @@ def main() -> None:
 
     model = str(Path(args.model).resolve())
     pngs = []
-    for digit in read_idx(DATA / "t10k-images-idx3-ubyte.gz", 3)[:100]:
+    for digit in load_split("mnist", None, "test")[0][:100]:
         buffer = io.BytesIO()
         Image.fromarray(digit).save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
     bodies = {"multipart": [multipart(png) for png in pngs], "raw": [request("image/png", png) for png in pngs]}
 
-    stages = stage_costs(model, pngs, bodies)
+    stages = stage_costs(model, pngs, bodies, args.stage_repeats)
     print(f"CPU ms per request, in-process stages: {json.dumps(stages)}", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench_serve_"))
-    litserve_env = litserve_copy(scratch / "litserve")  # None: the reference row is left out
-    serve = [sys.executable, "-m", "lightning_digits.serving", f"--model={model}"]
-    servers = {  # name: (command, environment, the bodies it takes)
-        "serve (default)": (serve, None, ("multipart", "raw")),
+    servers = {  # name: (command, the bodies it takes)
+        "serve (default)": (
+            [sys.executable, "-m", "lightning_digits.serving", f"--model={model}"],
+            ("multipart", "raw"),
+        ),
         "plain fastapi+uvicorn, 1 process": (
             [sys.executable, __file__, "--plain-app", f"--model={model}"],
-            None,
             ("multipart",),
         ),
     }
-    if litserve_env:
-        servers[f"litserve as in {LITSERVE_COMMIT} (batch 64 / 5 ms)"] = (serve, litserve_env, ("multipart",))
     rows, profiles, lifecycle = [], {}, {}
-    for name, (command, env, kinds) in servers.items():
+    for name, (command, kinds) in servers.items():
         if args.only and name not in args.only:
             continue
         port = free_port()
-        server = ProcessGroup([*command, f"--port={port}"], scratch / f"{port}.log", cwd=scratch, env=env)
+        server = ProcessGroup([*command, f"--port={port}"], scratch / f"{port}.log", cwd=scratch)
         try:
             started = server.wait_healthy(f"http://127.0.0.1:{port}/health")
             before = group_cpu_seconds(server)
             served = 0
             for kind in kinds:
-                for concurrency in CONCURRENCY:
+                for concurrency in args.concurrency:
                     row = {
                         "server": name,
                         "body": kind,

@@ -17,6 +17,10 @@ import pytest
 from lightning_digits.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parent.parent
+# bench/ on the path, as it is for a bench run as a script: the tests import bench/harness.py (which starts and stops
+# servers for both) and run each bench in its tiny form in this process (tests/test_benches.py).
+BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))
 REAL_MNIST = Path(os.environ.get("LIGHTNING_DIGITS_DATA", REPO.parent / "shared" / "data" / "mnist"))
 COMMITTED_MODEL = REPO / "artifacts_digits" / "digits_cnn.onnx"  # from `make train && make evaluate`
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from harness import ProcessGroup
 
 from .conftest import DDP_BOUNDED, REPO, TINY_MODEL, run_cli, tiny_fit_args, write_dataset
-from .harness import ProcessGroup
 from .test_extra import write_user_digits
 
 DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import free_port
 
 from .conftest import REPO, TINY_MODEL, write_dataset
-from .harness import free_port
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ACROSS_TWO_NODES = [

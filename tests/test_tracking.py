@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from harness import ProcessGroup
 
 from .conftest import DDP_BOUNDED, TINY_MODEL
-from .harness import ProcessGroup
 
 pytest.importorskip("mlflow", reason='the mlflow extra is not installed (pip install -e ".[mlflow]")')
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from harness import free_port
 
 from .conftest import REPO, TINY_MODEL, Ran, write_dataset
-from .harness import free_port
 
 # A trial is `fit` on 250 tiny images: 2 epochs of 3 batches, validated on 50.
 TINY_FIT = {
