@@ -11,7 +11,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 WEB_STAMP := web/node_modules/.installed
 TEST_SYSTEM_STAMP := $(VENV)/.installed-test-system
 
-.PHONY: setup browser postgres fonts train evaluate figures demo serve tune gpu-check gpu-check-cpu test test-fast lint \
+.PHONY: setup browser postgres fonts train evaluate figures demo serve tune gpu-check gpu-check-cpu test test-fast test-unit lint \
 	docs clean
 
 $(BIN)/python:
@@ -103,6 +103,11 @@ test: setup
 # that start a process per case: errors as the whole program prints them, imports per command, full-disk writers).
 test-fast: setup
 	$(PYTEST) -m "not slow"
+
+# After every edit: the pure functions' tests (marked unit: no process, no fit, no server), in one process, in
+# seconds; only the files that hold such tests are collected.
+test-unit: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m unit $(shell grep -l 'mark.unit' tests/test_*.py)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -66,6 +66,17 @@ def real_mnist() -> Path:
     return REAL_MNIST
 
 
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked `unit` (make test-unit: seconds in all) fails if it starts a process."""
+    if request.node.get_closest_marker("unit"):
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a test marked unit started a process: take the mark off, or the process out")
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with slow tests first: `make test` hands whole files to its two workers in collection order, so a
     long file collected last would run alone at the end while the other worker sits idle."""

@@ -74,6 +74,7 @@ def test_adapt_learns_the_persons_digits_and_writes_both_files(cli, start, tiny_
     assert np.allclose(onnx.probabilities(images), expected, atol=1e-4)
 
 
+@pytest.mark.unit
 def test_the_command_line_becomes_a_fit_in_the_output_folder():
     args = fit_args(["mine/", "--output_dir=out", "--seed_everything=3"])
     assert args[0] == "fit" and args[1].endswith("adapt.yaml")
@@ -81,6 +82,7 @@ def test_the_command_line_becomes_a_fit_in_the_output_folder():
     assert fit_args(["mine/"])[-1] == "--artifacts_dir=artifacts_adapted"
 
 
+@pytest.mark.unit
 def test_the_table_says_when_nothing_was_held_out():
     record = {
         "checkpoint": "a.ckpt",

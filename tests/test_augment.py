@@ -4,6 +4,8 @@ import torch
 from lightning_digits.data.augment import AffineRanges, random_affine
 from lightning_digits.errors import UserError
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def _batch(n: int = 16) -> torch.Tensor:
     images = torch.zeros(n, 1, 28, 28)

@@ -28,6 +28,7 @@ from lightning_digits.models.teacher import Teacher
 from .conftest import TINY_MODEL, synthetic_digits, write_dataset
 
 
+@pytest.mark.unit
 def test_a_one_pixel_shift_view_moves_the_image_by_exactly_one_pixel():
     image = torch.zeros(1, 1, 28, 28)
     image[0, 0, 10, 12] = 1.0
@@ -38,6 +39,7 @@ def test_a_one_pixel_shift_view_moves_the_image_by_exactly_one_pixel():
     assert turned.sum() == pytest.approx(1) and turned[0, 10, 12] == 0
 
 
+@pytest.mark.unit
 def test_the_output_is_the_log_of_the_mean_probability():
     torch.manual_seed(0)
     a, b = DigitsCNN(Architecture(channels=(4,), hidden=0)).eval(), DigitsCNN(Architecture(channels=(8,), hidden=8))
@@ -238,6 +240,7 @@ def test_ema_weights_are_what_is_checkpointed_exported_and_resumed(cli, tiny_dat
     torch.testing.assert_close(_floats(resumed_final["state_dict"]), average)
 
 
+@pytest.mark.unit
 def test_the_students_loss_mixes_the_labels_with_the_teachers_tempered_mean_probability():
     torch.manual_seed(0)
     a, b = DigitsCNN(Architecture(channels=(4,), hidden=0)).eval(), DigitsCNN(Architecture(channels=(8,), hidden=8))

@@ -8,6 +8,8 @@ from lightning_digits.errors import UserError
 
 from .conftest import write_dataset
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def _setup(data_dir, stage="fit", **kwargs) -> DigitsDataModule:
     dm = DigitsDataModule(data_dir=str(data_dir), download=False, **kwargs)

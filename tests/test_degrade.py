@@ -9,6 +9,8 @@ import torch
 from lightning_digits.data.degrade import KINDS, DegradeRates, random_degrade
 from lightning_digits.errors import UserError
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def bar_digits(n: int = 16) -> torch.Tensor:
     images = torch.zeros(n, 1, 28, 28)

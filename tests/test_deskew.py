@@ -23,6 +23,7 @@ def _leaning_bar(lean: float) -> torch.Tensor:
     return image
 
 
+@pytest.mark.unit
 def test_an_upright_digit_is_left_as_it_is():
     ring = torch.zeros(1, 1, 28, 28)
     rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
@@ -31,6 +32,7 @@ def test_an_upright_digit_is_left_as_it_is():
     assert torch.allclose(deskew(_leaning_bar(0.0)), _leaning_bar(0.0), atol=1e-5)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("lean", [0.5, -0.4, 0.25])
 def test_a_leaning_digit_is_stood_upright(lean):
     bar = _leaning_bar(lean)
@@ -42,6 +44,7 @@ def test_a_leaning_digit_is_stood_upright(lean):
     assert deskew(bar).sum().item() == pytest.approx(bar.sum().item(), rel=0.02)  # no ink lost
 
 
+@pytest.mark.unit
 def test_a_flat_mark_is_sheared_no_more_than_45_degrees_and_a_blank_image_stays_blank():
     dash = torch.zeros(2, 1, 28, 28)
     dash[0, 0, 14, 6:22] = 1.0
@@ -53,6 +56,7 @@ def test_a_flat_mark_is_sheared_no_more_than_45_degrees_and_a_blank_image_stays_
     assert out[0, 0, 12:16].sum(dim=0).nonzero().min() >= 6 - 2 * MAX_SHEAR
 
 
+@pytest.mark.unit
 def test_the_network_with_deskew_classifies_the_deskewed_image():
     torch.manual_seed(0)
     plain, skewing = DigitsCNN(Architecture()), DigitsCNN(Architecture(deskew=True))

@@ -107,6 +107,7 @@ def test_grid_alone(trained, cli):
     assert (art / "inference_grid.png").is_file()
 
 
+@pytest.mark.unit
 def test_confusion_and_report_agree_with_hand_counts():
     labels = np.array([0, 0, 0, 1, 1, 2])
     predicted = np.array([0, 0, 1, 1, 2, 2])

@@ -45,6 +45,7 @@ def test_hidden_files_and_folders_are_not_digits(tmp_path, notices):
     assert "skipping" not in notices()
 
 
+@pytest.mark.unit
 def test_a_stated_fraction_of_each_class_is_held_out_seeded():
     labels = torch.tensor([0] * 10 + [1] * 7 + [2] * 1 + [3] * 2)
     mask = held_out(labels, 0.2, seed=42)
@@ -55,6 +56,7 @@ def test_a_stated_fraction_of_each_class_is_held_out_seeded():
     assert not torch.equal(mask, held_out(labels, 0.2, seed=1))
 
 
+@pytest.mark.unit
 def test_repeats_make_the_stated_weight_of_an_epoch():
     times = repeats(55_000, 160, 0.1)
     assert times * 160 / (55_000 + times * 160) == pytest.approx(0.1, abs=0.002)
@@ -147,6 +149,7 @@ def test_the_command_says_it_in_one_line(cli, tmp_path, tiny_data):
     assert len(errors) == 1 and "seven is not a class folder" in errors[0], result.err
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kwargs", [{"extra_weight": 1.0}, {"extra_val_fraction": -0.1}])
 def test_out_of_range_weights_are_refused(kwargs):
     with pytest.raises(UserError, match=next(iter(kwargs))):

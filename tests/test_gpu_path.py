@@ -11,6 +11,8 @@ import torch
 from lightning_digits.data.augment import rank_seed
 from lightning_digits.training.callbacks import SeedPerRank, bf16_advice
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 @pytest.mark.parametrize(
     ("precision", "capability", "advised"),

@@ -12,6 +12,8 @@ from lightning_digits.errors import UserError
 
 from .conftest import synthetic_digits, write_dataset
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 @pytest.mark.parametrize("name", ["images.idx", "images.idx.gz"])
 def test_write_then_read_gives_the_same_array(tmp_path, name):

@@ -10,6 +10,8 @@ from lightning_digits.data.idx import read_idx
 from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.errors import UserError
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def draw_seven(size: tuple[int, int] = (300, 300), box: tuple[int, int, int, int] = (60, 50, 240, 250)) -> Image.Image:
     """Dark ink on light paper, the way people write."""

@@ -15,6 +15,8 @@ from lightning_digits.data.ink import (
 )
 from lightning_digits.errors import UserError
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def _bar(n: int = 1, width: int = 3) -> torch.Tensor:
     """An upright bar `width` pixels wide, columns 13.. of rows 4..23, in every image of the batch."""

@@ -27,6 +27,7 @@ PRIVATE = re.compile(
 )
 
 
+@pytest.mark.unit
 def test_lightnings_private_api_is_used_in_one_module_only():
     found = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
@@ -39,6 +40,7 @@ def test_lightnings_private_api_is_used_in_one_module_only():
     assert PRIVATE.search(INTERNALS.read_text()), "the pattern no longer finds them"
 
 
+@pytest.mark.unit
 def test_another_lightning_release_is_one_line_naming_the_supported_one():
     lightning_internals.check_version(lightning_internals.SUPPORTED[0])
     with pytest.raises(UserError) as refused:

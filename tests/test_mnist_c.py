@@ -36,6 +36,7 @@ def digits() -> np.ndarray:
     return images
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_each_corruption_keeps_shape_dtype_and_range_and_is_deterministic_for_a_seed(digits, name):
     once = corrupt(digits, name, seed=5)
@@ -46,16 +47,19 @@ def test_each_corruption_keeps_shape_dtype_and_range_and_is_deterministic_for_a_
         assert not np.array_equal(once, corrupt(digits, name, seed=6))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(set(CORRUPTIONS) - RANDOM))
 def test_a_deterministic_corruption_of_an_image_does_not_depend_on_the_rest_of_its_batch(digits, name):
     assert np.array_equal(corrupt(digits, name)[3:4], corrupt(digits[3:4], name))
 
 
+@pytest.mark.unit
 def test_an_unknown_corruption_names_the_known_ones(digits):
     with pytest.raises(ValueError, match="choose one of shot_noise"):
         corrupt(digits, "snow")
 
 
+@pytest.mark.unit
 def test_impulse_noise_flips_17_percent_of_pixels_to_black_or_white_evenly():
     grey = np.full((200, 28, 28), 128, dtype=np.uint8)
     out = corrupt(grey, "impulse_noise")
@@ -63,6 +67,7 @@ def test_impulse_noise_flips_17_percent_of_pixels_to_black_or_white_evenly():
     assert ((out == 128) | (out == 0) | (out == 255)).all()
 
 
+@pytest.mark.unit
 def test_shot_noise_of_three_photons_leaves_multiples_of_a_third():
     white = np.full((50, 28, 28), 255, dtype=np.uint8)
     out = corrupt(white, "shot_noise")
@@ -70,6 +75,7 @@ def test_shot_noise_of_three_photons_leaves_multiples_of_a_third():
     assert abs((out == 0).mean() - np.exp(-3)) < 0.01  # Poisson(3) is 0 with probability e^-3
 
 
+@pytest.mark.unit
 def test_brightness_lifts_black_to_grey_and_stripe_inverts_seven_columns_each_side():
     black = np.zeros((3, 28, 28), dtype=np.uint8)
     assert (corrupt(black, "brightness") == 128).all()
@@ -77,6 +83,7 @@ def test_brightness_lifts_black_to_grey_and_stripe_inverts_seven_columns_each_si
     assert (striped[:, :, :7] == 255).all() and (striped[:, :, 21:] == 255).all() and (striped[:, :, 7:21] == 0).all()
 
 
+@pytest.mark.unit
 def test_translate_moves_by_three_pixels_along_each_axis():
     dot = np.zeros((40, 28, 28), dtype=np.uint8)
     dot[:, 14, 14] = 255
@@ -85,6 +92,7 @@ def test_translate_moves_by_three_pixels_along_each_axis():
         assert abs(r - 14) == 3 and abs(c - 14) == 3 and image.max() == 255
 
 
+@pytest.mark.unit
 def test_scale_shrinks_the_ink_about_the_centre():
     square = np.zeros((1, 28, 28), dtype=np.uint8)
     square[:, 4:24, 4:24] = 255
@@ -94,6 +102,7 @@ def test_scale_shrinks_the_ink_about_the_centre():
     assert 0.4 < (out > 127).sum() / 400 < 0.6  # 0.7 ** 2 of the area
 
 
+@pytest.mark.unit
 def test_a_dotted_line_crosses_the_image_in_dashes_of_two_columns():
     out = corrupt(np.zeros((30, 28, 28), dtype=np.uint8), "dotted_line")
     lit_columns = out.max(axis=1) > 0
@@ -102,6 +111,7 @@ def test_a_dotted_line_crosses_the_image_in_dashes_of_two_columns():
     assert lit_columns[:, dash].mean() > 0.9
 
 
+@pytest.mark.unit
 def test_a_zigzag_crosses_the_digit_between_columns_2_and_25():
     out = corrupt(np.zeros((30, 28, 28), dtype=np.uint8), "zigzag")
     lit_columns = out.max(axis=1) > 0
@@ -109,11 +119,13 @@ def test_a_zigzag_crosses_the_digit_between_columns_2_and_25():
     assert lit_columns[:, 3:24].mean() > 0.9  # a zigzag at the very top or bottom may leave the image
 
 
+@pytest.mark.unit
 def test_line_from_points_is_brightest_on_the_line_and_zero_outside_its_columns():
     line = line_from_points(4, 10, 20, 10)
     assert line[10, 4:20].min() == 1.0 and line[14, :].max() == 0.0 and line[:, :4].max() == 0.0
 
 
+@pytest.mark.unit
 def test_canny_edges_of_a_filled_square_are_its_thin_outline():
     square = np.zeros((1, 28, 28), dtype=np.uint8)
     square[:, 8:20, 8:20] = 255
@@ -125,6 +137,7 @@ def test_canny_edges_of_a_filled_square_are_its_thin_outline():
     assert set(np.unique(corrupt(square, "canny_edges"))) == {0, 255}
 
 
+@pytest.mark.unit
 def test_fog_and_spatter_and_blurs_keep_the_digit_readable_in_place(digits):
     for name in ("fog", "glass_blur", "motion_blur", "spatter"):
         out = corrupt(digits, name).astype(float)

@@ -5,6 +5,8 @@ from lightning_digits.errors import UserError
 from lightning_digits.models.cnn import Architecture, DigitsCNN, Dropout
 from lightning_digits.models.lit import LitDigits
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def test_default_network_has_the_originals_size():
     assert sum(p.numel() for p in DigitsCNN().parameters()) == 871_530

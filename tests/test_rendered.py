@@ -14,6 +14,8 @@ needs_fonts = pytest.mark.skipif(
     len(INSTALLED) < 2, reason="the Debian font packages are not installed: `make fonts` (needs apt-get)"
 )
 
+pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
+
 
 def test_every_font_package_is_installed_by_the_makefile():
     makefile = (REPO / "Makefile").read_text()
