@@ -3,7 +3,7 @@ the fp32 model by `lightning_digits.export.quantize_int8`, as `lightning-digits 
 batch 1, 64 and 256, on real MNIST test images, in one process.
 
     LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/inference.py [--checkpoint C] [--onnx M]
-        [--device cuda]
+        [--device cuda] [--seconds 2]
 
 The ONNX rows run the checkpoint's own export (made here, in a temporary folder) unless `--onnx` names a file,
 which must then match the checkpoint (the export parity check); a fresh clone has the committed ONNX file but
@@ -36,7 +36,7 @@ from lightning_digits.errors import UserError
 from lightning_digits.export import check_parity, export_onnx, quantize_int8
 
 
-def timings(run, images: np.ndarray, batch: int, seconds: float = 2.0) -> dict:
+def timings(run, images: np.ndarray, batch: int, seconds: float) -> dict:
     x = images[:batch]
     for _ in range(3):
         run(x)
@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=f"{artifacts.DEFAULT_DIR}/{artifacts.BEST_CHECKPOINT}")
     parser.add_argument("--onnx", help="an ONNX file of the same checkpoint (default: export it here)")
     parser.add_argument("--device", default="cpu", help="where the eager row runs: cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="timed seconds per engine and batch (10 calls at least)"
+    )
     args = parser.parse_args()
     try:
         checkpoint = load_checkpoint(args.checkpoint)
@@ -102,7 +105,7 @@ def main() -> None:
     print(f"{'engine':10} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>9} {'vs eager':>9} {'vs fp32':>8}")
     for batch in (1, 64, 256):
         for name, run in engines.items():
-            results[name][batch] = t = timings(run, images, batch)
+            results[name][batch] = t = timings(run, images, batch, args.seconds)
         for name in engines:
             t = results[name][batch]
             vs_eager = t["images_per_second"] / results[f"eager {device.type}"][batch]["images_per_second"]

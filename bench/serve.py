@@ -182,7 +182,7 @@ def stage_costs(model: str, pngs: list[bytes], bodies: dict[str, list[bytes]], r
     from lightning_digits.serving.guard import BodyRules
 
     settings = Settings(model, {}, {}, BodyRules(1 << 24, 64, 10.0), 40_000_000, 50_000_000, 3.0)
-    app = build_app(settings)
+    app = build_app(settings, Path(model).read_bytes())
     predict = app.routes[0].endpoint.__self__
     images = np.stack([read_digit(png, "digit") for png in pngs])
 

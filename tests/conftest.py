@@ -4,6 +4,7 @@ the command: `cli` (main(argv) in this process, for everything a fresh Python pr
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import subprocess
@@ -124,6 +125,35 @@ def cli(_cli_main, capsys, monkeypatch):
         return Ran(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def commands_in_process(cli, monkeypatch):
+    """`python -m lightning_digits ARGS` that a bench starts with subprocess.run runs as main(ARGS) in this process
+    instead: the same command and parser, without a Python and a Lightning to start for each (seconds apiece).
+    Every other process, and a DDP fit (its launcher starts the ranks from sys.argv), is started for real."""
+    start = subprocess.run
+
+    def run(command, *args, check=False, **kwargs):
+        ddp = any("strategy=ddp" in str(arg) for arg in command)
+        if ddp or list(command[:3]) != [sys.executable, "-m", "lightning_digits"]:
+            return start(command, *args, check=check, **kwargs)
+        ran = cli(*map(str, command[3:]))
+        if check and ran.code:
+            raise subprocess.CalledProcessError(ran.code, command, ran.out, ran.err)
+        return subprocess.CompletedProcess(command, ran.code, ran.out, ran.err)
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+
+def run_bench(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> list[str]:
+    """`python bench/NAME.py ARGS` as its main() in this process: the lines it printed since the last command it
+    ran in this process (the last is the JSON line that every bench ends with)."""
+    module = importlib.import_module(name)
+    monkeypatch.setattr(sys, "argv", [str(BENCH / f"{name}.py"), *args])
+    capsys.readouterr()
+    module.main()
+    return capsys.readouterr().out.strip().splitlines()
 
 
 class _Collect(logging.Handler):

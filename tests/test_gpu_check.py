@@ -5,8 +5,6 @@ checkpoint's on the test set, counted here apart from the bench."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,19 +14,20 @@ from lightning_digits.checkpoints import load_checkpoint
 from lightning_digits.data.augment import as_model_input
 from lightning_digits.data.sources import load_split
 
-from .conftest import REPO, write_dataset
+from .conftest import run_bench, write_dataset
 
 ROWS = ["fast bf16-mixed", "fast 32-true", "default config", "fast DDP x2"]
 
 
 @pytest.mark.slow
-def test_the_gpu_check_runs_every_row_in_its_reduced_form_and_tests_each_rows_own_checkpoint(tmp_path):
+@pytest.mark.usefixtures("commands_in_process")  # the DDP row's fit in processes of its own, the others in this one
+def test_the_gpu_check_runs_every_row_in_its_reduced_form_and_tests_each_rows_own_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
     data = write_dataset(tmp_path / "data", n_train=840, n_test=200)
     runs = tmp_path / "runs"
-    command = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--cpu", f"--data={data}", f"--keep={runs}"]
-    done = subprocess.run([*command, "--timeout=240"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = run_bench("gpu_check", ["--cpu", f"--data={data}", f"--keep={runs}", "--timeout=240"], monkeypatch, capsys)
+    summary = json.loads(lines[-1])
     assert list(summary["rows"]) == ROWS and all(row["steps"] == 10 for row in summary["rows"].values())
     images, labels = load_split("mnist", str(data), "test")
     for index, name in enumerate(ROWS):
@@ -37,4 +36,4 @@ def test_the_gpu_check_runs_every_row_in_its_reduced_form_and_tests_each_rows_ow
             predicted = net(as_model_input(torch.from_numpy(images.copy()))).argmax(1).numpy()
         assert summary["rows"][name]["test_accuracy"] == pytest.approx((predicted == labels).mean(), abs=1e-9), name
     assert summary["onnx_max_logit_difference"] < 1e-4
-    assert "fast DDP x2" in done.stdout and "(reduced form: figures prove nothing)" in done.stdout
+    assert any("fast DDP x2" in line for line in lines) and "(reduced form: figures prove nothing)" in "\n".join(lines)

@@ -55,3 +55,16 @@ def test_the_code_is_as_ruff_writes_it(command):
     ruff = [sys.executable, "-m", "ruff", *command]
     result = subprocess.run(ruff, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+@pytest.mark.unit
+def test_bench_imports_the_package_and_its_siblings_only():
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted((REPO / "bench").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.match(r"\s*(from|import) tests\b", line) or re.search(r"sys\.path\.(insert|append)", line)
+    ]
+    assert not found, (
+        "bench/ must not reach into tests/ (move what both need into the package or bench/):\n" + "\n".join(found)
+    )
