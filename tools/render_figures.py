@@ -1,7 +1,9 @@
 """Render the tables of README.md and docs/ that a JSON file of the repository records, so that the two can
 never disagree: the committed model's table and training time come from artifacts_digits/summary.json, which
 `evaluate` writes; adapt's per-hand table and the choice of its settings from docs/results/hands.json and
-docs/results/adapt_choice.json, the JSON lines that `bench/robustness.py --suite hands` printed.
+docs/results/adapt_choice.json, the JSON lines that `bench/robustness.py --suite hands` printed; the accuracy goals
+from the JSON lines of `bench/time_to_accuracy.py` and `bench/ensembles.py`; the second round of page-and-camera
+augmentation from `bench/robustness.py --suite mnist-c --split choose`'s lines, one per change.
 
     python tools/render_figures.py            # rewrite every rendered block in place
     python tools/render_figures.py --check    # exit 1, naming the files, when a block differs from its JSON
@@ -30,9 +32,11 @@ SOURCES = {
     "best-ensemble": RESULTS / "best_ensemble.json",
     "fast-preset": RESULTS / "fast_preset.json",
     "fast-distilled": RESULTS / "fast_distilled.json",
+    # The one-change-at-a-time runs of page-and-camera augmentation on MNIST-C's choosing set.
+    "page-augmentation-round2": RESULTS / "page_augmentation_round2.json",
 }
 TARGETS = [REPO / "README.md", REPO / "docs" / "results.md", REPO / "docs" / "benchmarks.md"]
-BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
+BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
 
 def machine(hardware: dict) -> str:
@@ -159,11 +163,44 @@ def accuracy_goals(records: dict[str, dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def page_augmentation(record: dict, validation_cost: float = 0.0015, gain: float = 0.005) -> str:
+    """One change at a time against the baseline, with the rule's verdict (results.md states the rule)."""
+    base = record["runs"][0]
+    rows = [
+        "| change | validation | choosing mean | canny edges | zigzag | worst corruption | kept by the rule |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in record["runs"]:
+        validation, mean = run["clean"]["network"], run["mean"]["network"]
+        if run is base:
+            verdict = ""
+        elif mean - base["mean"]["network"] < gain:
+            verdict = "no: gains less than 0.5 point"
+        elif base["clean"]["network"] - validation > validation_cost:
+            verdict = f"no: costs {100 * (base['clean']['network'] - validation):.2f} point"
+        else:
+            verdict = "passes"
+        corruptions = run["corruptions"]
+        change = run["change"] if run is base else f"`{run['change']}`"
+        rows.append(
+            f"| {change} | {validation:.4f} | {mean:.4f} | {corruptions['canny_edges']['network']:.4f} | "
+            f"{corruptions['zigzag']['network']:.4f} | {run['worst']['corruption'].replace('_', ' ')} "
+            f"{run['worst']['network']:.3f} | {verdict} |"
+        )
+    rows.append("")
+    rows.append(
+        f"From `docs/results/page_augmentation_round2.json`: `{record['baseline']}` plus the change, then "
+        f"`{record['measure']}`; {machine(record['hardware'])}."
+    )
+    return "\n".join(rows) + "\n"
+
+
 RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the renderer's names; the renderer)
     "committed-model": ("summary", committed_model),
     "committed-training": ("summary", committed_training),
     "hands": ("hands", hands),
     "adapt-choice": ("adapt-choice", adapt_choice),
+    "page-augmentation-round2": ("page-augmentation-round2", page_augmentation),
     "accuracy-goals": (
         {"best": "best-preset", "ensemble": "best-ensemble", "fast": "fast-preset", "distilled": "fast-distilled"},
         accuracy_goals,
