@@ -5,15 +5,13 @@ run in a tiny form on the committed model."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from lightning_digits.evaluation.mnist_c import CORRUPTIONS, benchmark_images, corrupt, line_from_points
 
-from .conftest import COMMITTED_MODEL, REPO, synthetic_digits, write_dataset
+from .conftest import COMMITTED_MODEL, run_bench, synthetic_digits, write_dataset
 
 RANDOM = {
     "shot_noise",
@@ -160,23 +158,12 @@ def test_the_choosing_set_is_the_validation_split_and_never_a_test_image(tmp_pat
 
 
 @pytest.mark.skipif(not COMMITTED_MODEL.is_file(), reason="no committed model: `make train && make evaluate`")
-def test_the_bench_suite_runs_in_a_tiny_form_and_its_clean_figure_is_the_model_s(real_mnist):
+def test_the_bench_suite_runs_in_a_tiny_form_and_its_clean_figure_is_the_model_s(real_mnist, monkeypatch, capsys):
     from lightning_digits.data.sources import load_split
     from lightning_digits.onnx_predictor import OnnxDigits
 
-    command = [
-        sys.executable,
-        str(REPO / "bench" / "robustness.py"),
-        str(COMMITTED_MODEL),
-        "--suite",
-        "mnist-c",
-        "--limit",
-        "60",
-        "--data_dir",
-        str(real_mnist),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    args = [str(COMMITTED_MODEL), "--suite", "mnist-c", "--limit", "60", "--data_dir", str(real_mnist)]
+    result = json.loads(run_bench("robustness", args, monkeypatch, capsys)[-1])  # bench/robustness.py, in-process
     assert list(result["corruptions"]) == list(CORRUPTIONS) and result["images"] == 60
     images, labels = load_split("mnist", str(real_mnist), "test")
     expected = (OnnxDigits(COMMITTED_MODEL).probabilities(images[:60] / 255).argmax(1) == labels[:60]).mean()
