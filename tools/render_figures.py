@@ -32,6 +32,8 @@ SOURCES = {
     "best-ensemble": RESULTS / "best_ensemble.json",
     "fast-preset": RESULTS / "fast_preset.json",
     "fast-distilled": RESULTS / "fast_distilled.json",
+    # MNIST-C of the default config's runs, one JSON line of bench/robustness.py --suite mnist-c per seed.
+    "default-config": RESULTS / "default_config.json",
     # The one-change-at-a-time runs of page-and-camera augmentation on MNIST-C's choosing set.
     "page-augmentation-round2": RESULTS / "page_augmentation_round2.json",
 }
@@ -150,7 +152,7 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         f"{machine(best['hardware'])}, {_load(best)} |",
         f"| `-c best`, the final checkpoint | | {_spread(best['runs'], 'test_accuracy')} | | |",
         f"| the three averaged (`ensemble`) | 0.9975 in 30 min | **{ensemble['mean']:.4f}** (one ensemble) | "
-        f"{ensemble['max_training_seconds']:.0f} s in all | {machine(best['hardware'])} |",
+        f"{ensemble['max_training_seconds']:,.0f} s in all | {machine(best['hardware'])} |",
         f"| `distill -c fast` taught by that ensemble | 0.9955 | {_spread(distilled['runs'], 'test_accuracy')} | "
         f"{_seconds(distilled['runs'])} | {machine(distilled['hardware'])}, {_load(distilled)} |",
         f"| `-c fast` | 0.9950 in 20 s | {_spread(fast['runs'], 'test_accuracy')} | {_seconds(fast['runs'])} | "
@@ -160,6 +162,36 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         "training is the fit loop's time (validation included, start-up not), and the load is the machine's "
         "1-minute load average after each fit (2 cores: above 1.5, the times are longer than on a quiet machine).",
     ]
+    return "\n".join(rows) + "\n"
+
+
+def default_config(record: dict) -> str:
+    """MNIST test and MNIST-C of the default config per seed, and their mean."""
+    shown = ("canny_edges", "zigzag", "glass_blur", "rotate")
+    runs = record["runs"]
+
+    def figures(run: dict) -> dict[str, float]:
+        return {"clean": run["clean"]["network"], "mean": run["mean"]["network"]} | {
+            name: value["network"] for name, value in run["corruptions"].items()
+        }
+
+    def row(label: str, values: dict[str, float], worst: str) -> str:
+        worst_cell = f"{worst.replace('_', ' ')} {values[worst]:.4f}"
+        cells = [label, f"{values['clean']:.4f}", f"{values['mean']:.4f}", worst_cell]
+        return "| " + " | ".join(cells + [f"{values[name]:.4f}" for name in shown]) + " |"
+
+    header = ["seed", "MNIST test", "MNIST-C mean", "worst corruption", *(name.replace("_", " ") for name in shown)]
+    rows = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
+    for run in runs:
+        rows.append(row(str(run["seed"]), figures(run), run["worst"]["corruption"]))
+    mean = {key: sum(figures(run)[key] for run in runs) / len(runs) for key in figures(runs[0])}
+    worst = min(runs[0]["corruptions"], key=mean.get)
+    rows.append(row("**mean**", mean, worst))
+    rows.append("")
+    rows.append(
+        f"From `docs/results/default_config.json`: `{record['command']}`, then `{record['measure']}`; "
+        f"{machine(record['hardware'])}."
+    )
     return "\n".join(rows) + "\n"
 
 
@@ -200,6 +232,7 @@ RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the re
     "committed-training": ("summary", committed_training),
     "hands": ("hands", hands),
     "adapt-choice": ("adapt-choice", adapt_choice),
+    "default-config": ("default-config", default_config),
     "page-augmentation-round2": ("page-augmentation-round2", page_augmentation),
     "accuracy-goals": (
         {"best": "best-preset", "ensemble": "best-ensemble", "fast": "fast-preset", "distilled": "fast-distilled"},
