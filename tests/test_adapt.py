@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.data import degrade
 from lightning_digits.onnx_predictor import OnnxDigits
 from lightning_digits.training.adapt import fit_args, report_table
 
@@ -18,7 +19,7 @@ from .conftest import COMMITTED_MODEL, REPO, TINY_MODEL
 from .test_extra import write_user_digits
 
 # Twelve bitmap digits of a class differ only in shade: without augmentation a tiny network learns them for sure.
-NO_AUGMENTATION = [f"--data.{name}=0" for name in ("rotation", "shift", "scale", "background", "noise", "stripes")]
+NO_AUGMENTATION = [f"--data.{name}=0" for name in ("rotation", "shift", "scale", *degrade.KINDS)]
 
 
 @pytest.fixture

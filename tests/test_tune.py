@@ -25,6 +25,8 @@ import pytest
 import yaml
 from harness import free_port
 
+from lightning_digits.data import degrade
+
 from .conftest import REPO, TINY_MODEL, Ran, write_dataset
 
 # A trial is `fit` on 250 tiny images: 2 epochs of 3 batches, validated on 50.
@@ -35,9 +37,7 @@ TINY_FIT = {
     "trainer.limit_train_batches": 3,
     "trainer.num_sanity_val_steps": 0,
     # Without the default config's page-and-camera augmentation, which makes 6 steps on tiny data a coin toss.
-    "data.background": 0.0,
-    "data.noise": 0.0,
-    "data.stripes": 0.0,
+    **{f"data.{kind}": 0.0 for kind in degrade.KINDS},
     **dict(flag.removeprefix("--").split("=", 1) for flag in TINY_MODEL),
 }
 SPACE = {

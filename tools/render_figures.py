@@ -34,6 +34,8 @@ SOURCES = {
     "fast-distilled": RESULTS / "fast_distilled.json",
     # MNIST-C of the default config's runs, one JSON line of bench/robustness.py --suite mnist-c per seed.
     "default-config": RESULTS / "default_config.json",
+    # MNIST-C of the committed ONNX model, both columns (bench/robustness.py --suite mnist-c's JSON line).
+    "committed-mnist-c": RESULTS / "committed_mnist_c.json",
     # The one-change-at-a-time runs of page-and-camera augmentation on MNIST-C's choosing set.
     "page-augmentation-round2": RESULTS / "page_augmentation_round2.json",
 }
@@ -195,6 +197,48 @@ def default_config(record: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def committed_mnist_c(record: dict) -> str:
+    """Per corruption, the committed model's accuracy on the 28x28 arrays and through predict's preprocessing."""
+    rows = ["| corruption | network | through `predict` |", "| --- | --- | --- |"]
+    for name, value in record["corruptions"].items():
+        rows.append(f"| {name.replace('_', ' ')} | {value['network']:.4f} | {value['predict']:.4f} |")
+    rows.append(f"| **mean** | **{record['mean']['network']:.4f}** | **{record['mean']['predict']:.4f}** |")
+    rows.append(f"| clean | {record['clean']['network']:.4f} | {record['clean']['predict']:.4f} |")
+    rows.append("")
+    rows.append(
+        f"From `docs/results/committed_mnist_c.json`: `bench/robustness.py {record['model']} --suite mnist-c` "
+        f"({record['images']:,} images per corruption, seed {record['seed']}); {machine(record['hardware'])}."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def headline(records: dict[str, dict]) -> str:
+    """README's results: the default config, the fast and the best preset, each over its seeds."""
+    default, fast, best = records["default"], records["fast"], records["best"]
+
+    def spread(values: list[float]) -> str:
+        return f"{sum(values) / len(values):.4f} ({min(values):.4f}-{max(values):.4f})"
+
+    def seeds(runs: list[dict]) -> str:
+        return ", ".join(str(run["seed"]) for run in runs)
+
+    mnist_c = sum(run["mean"]["network"] for run in default["runs"]) / len(default["runs"])
+    rows = [
+        "| config | MNIST test accuracy | training | machine | command |",
+        "| --- | --- | --- | --- | --- |",
+        f"| default config, seeds {seeds(default['runs'])} | "
+        f"**{spread([run['clean']['network'] for run in default['runs']])}**; MNIST-C {mnist_c:.4f} | 10 epochs | "
+        f"{machine(default['hardware'])} | `lightning-digits fit --seed_everything SEED` |",
+        f"| fast preset, seeds {seeds(fast['runs'])} | {spread([run['test_accuracy'] for run in fast['runs']])} | "
+        f"{_seconds(fast['runs'])} | {machine(fast['hardware'])}, {_load(fast)} | "
+        f"`bench/time_to_accuracy.py -c configs/fast.yaml --seeds {len(fast['runs'])}` |",
+        f"| best preset, seeds {seeds(best['runs'])} | {spread([run['best_test_accuracy'] for run in best['runs']])} | "
+        f"{_seconds(best['runs'])} | {machine(best['hardware'])}, {_load(best)} | "
+        f"`bench/time_to_accuracy.py -c configs/best.yaml --seeds {len(best['runs'])}` |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def page_augmentation(record: dict, validation_cost: float = 0.0015, gain: float = 0.005) -> str:
     """One change at a time against the baseline, with the rule's verdict (results.md states the rule)."""
     base = record["runs"][0]
@@ -233,6 +277,8 @@ RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the re
     "hands": ("hands", hands),
     "adapt-choice": ("adapt-choice", adapt_choice),
     "default-config": ("default-config", default_config),
+    "committed-mnist-c": ("committed-mnist-c", committed_mnist_c),
+    "headline": ({"default": "default-config", "fast": "fast-preset", "best": "best-preset"}, headline),
     "page-augmentation-round2": ("page-augmentation-round2", page_augmentation),
     "accuracy-goals": (
         {"best": "best-preset", "ensemble": "best-ensemble", "fast": "fast-preset", "distilled": "fast-distilled"},
