@@ -89,7 +89,10 @@ def test_the_other_ranks_of_a_run_do_not_lock(variable, holder, monkeypatch):
 def test_two_fits_into_one_folder_the_second_stops_before_any_work_and_readers_refuse(tmp_path, cli):
     data = write_dataset(tmp_path / "data", n_train=840, n_test=200)
     art = tmp_path / "art"
-    command = [sys.executable, "-m", "lightning_digits", *tiny_fit_args(data, art, "--trainer.max_epochs=100")]
+    # It must outlive the readers below: 100 epochs, and early stopping off (on this easy data the validation loss
+    # stops falling within a few epochs).
+    longer = ("--trainer.max_epochs=100", "--early_stopping.patience=1000")
+    command = [sys.executable, "-m", "lightning_digits", *tiny_fit_args(data, art, *longer)]
     # One thread: it only has to be alive, not to take both cores from the rest of the test.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
