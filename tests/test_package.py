@@ -57,13 +57,15 @@ def _run(installed: tuple[Path, Path], program: str, *args: str, timeout: float 
     return result
 
 
-def test_the_wheel_carries_every_preset_and_the_web_page(installed):
+def test_the_wheel_carries_every_preset_the_style_digits_and_the_web_page(installed):
     where = _run(installed, "python", "-c", "import lightning_digits as p; print(p.__file__)").stdout.strip()
     package = Path(where).parent
     assert installed[0].parent in package.parents, f"imported from {package}, not from the installed wheel"
     assert not (package / "configs").is_symlink()
     for config in (REPO / "configs").glob("*.yaml"):
         assert (package / "configs" / config.name).read_text() == config.read_text(), config.name
+    style_digits = REPO / "lightning_digits/data/style_digits.npz"
+    assert (package / "data/style_digits.npz").read_bytes() == style_digits.read_bytes()
     for name in ("index.html", "app.js", "preprocess.js", "style.css"):
         assert (package / "web" / name).read_bytes() == (REPO / "web" / name).read_bytes(), name
     assert (package / "web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm").stat().st_size > 1e6

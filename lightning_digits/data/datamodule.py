@@ -24,6 +24,7 @@ from lightning_digits.data.extra import join_extra, read_extra_dir
 from lightning_digits.data.images import find_images, load_digit
 from lightning_digits.data.ink import InkRanges, random_ink
 from lightning_digits.data.sources import DATASETS, load_split, resolve_data_dir, training_set_size
+from lightning_digits.data.styles import style_digits_for
 from lightning_digits.errors import UserError, check_ranges
 from lightning_digits.training.lightning_internals import UnrepeatedDistributedSampler
 
@@ -87,6 +88,7 @@ class DigitsDataModule(pl.LightningDataModule):
         lines: float = 0.0,
         stripes: float = 0.0,
         outline: float = 0.0,
+        styles: float = 0.0,
         predict_path: str | None = None,
         extra_dir: str | None = None,
         extra_weight: float = 0.1,
@@ -104,10 +106,13 @@ class DigitsDataModule(pl.LightningDataModule):
                     train_subset is None or train_subset >= 1,
                     "at least 1 (or null for all)",
                 ),
+                "styles": (styles, 0 <= styles < 1, "in [0, 1)"),
                 "extra_weight": (extra_weight, 0 <= extra_weight < 1, "in [0, 1)"),
                 "extra_val_fraction": (extra_val_fraction, 0 <= extra_val_fraction < 1, "in [0, 1)"),
             },
         )
+        if styles > 0 and dataset != "mnist":
+            raise UserError(f"data.styles: the style digits are digits, not {dataset}'s classes; set --data.styles 0")
         self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
         self.ink = InkRanges(slant=slant, elastic=elastic, elastic_sigma=elastic_sigma, stroke=stroke)
         self.degrade = DegradeRates(background, noise, blur, lines, stripes, outline)
@@ -135,6 +140,9 @@ class DigitsDataModule(pl.LightningDataModule):
                 len(images), self.hparams.val_size, self.hparams.split_seed, self.hparams.train_subset
             )
             train, val = (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+            if self.hparams.styles > 0:
+                styles = style_digits_for(len(train[1]), self.hparams.styles, self.hparams.split_seed)
+                train, val = join_extra(train, val, styles, self.hparams.styles, 0.0, 0, "data.styles")
             if self.hparams.extra_dir is not None:
                 extra = read_extra_dir(self.hparams.extra_dir, len(self.class_names))
                 train, val = join_extra(

@@ -86,16 +86,25 @@ def repeats(base_count: int, extra_count: int, weight: float) -> int:
 Split = tuple[torch.Tensor, torch.Tensor]
 
 
-def join_extra(train: Split, val: Split, extra: ExtraDigits, weight: float, val_fraction: float, seed: int):
-    """(train, val) with the user's digits added: the held-out part to val once, the rest to train repeated."""
+def join_extra(
+    train: Split,
+    val: Split,
+    extra: ExtraDigits,
+    weight: float,
+    val_fraction: float,
+    seed: int,
+    source: str = "data.extra_dir",
+):
+    """(train, val) with the extra digits added: the held-out part to val once, the rest to train repeated;
+    `source` names them in the log line."""
     to_val = held_out(extra.labels, val_fraction, seed)
     times = repeats(len(train[1]), int((~to_val).sum()), weight)
     extra_train = [t[~to_val].repeat(times, *[1] * (t.ndim - 1)) for t in (extra.images, extra.labels)]
     joined_train = (torch.cat([train[0], extra_train[0]]), torch.cat([train[1], extra_train[1]]))
     joined_val = (torch.cat([val[0], extra.images[to_val]]), torch.cat([val[1], extra.labels[to_val]]))
     _log.info(
-        "data.extra_dir: %d images; %d to training, each repeated %d times (%d of %d training images, %.1f%%), "
-        "%d to validation",
+        "%s: %d images; %d to training, each repeated %d times (%d of %d training images, %.1f%%), %d to validation",
+        source,
         len(extra.labels),
         int((~to_val).sum()),
         times,
