@@ -38,6 +38,7 @@ SOURCES = {
     "committed-mnist-c": RESULTS / "committed_mnist_c.json",
     # The one-change-at-a-time runs of page-and-camera augmentation on MNIST-C's choosing set.
     "page-augmentation-round2": RESULTS / "page_augmentation_round2.json",
+    "styles-round": RESULTS / "styles_round.json",
 }
 TARGETS = [REPO / "README.md", REPO / "docs" / "results.md", REPO / "docs" / "benchmarks.md"]
 BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
@@ -271,6 +272,44 @@ def page_augmentation(record: dict, validation_cost: float = 0.0015, gain: float
     return "\n".join(rows) + "\n"
 
 
+def styles_round(record: dict, validation_cost: float = 0.0015, gain: float = 0.005, mean_cost: float = 0.005) -> str:
+    """The style digits' weights against the baseline, with the rule's verdict (results.md states the rule)."""
+    base, *changes = record["runs"]
+    verdicts = {id(base): ""}
+    kept = None  # the changes go by rising weight: a heavier one that passes is kept only by gaining more
+    for run in changes:
+        if run["ood"]["choose"] - base["ood"]["choose"] < gain:
+            verdicts[id(run)] = "no: raises the choose part less than 0.5 point"
+        elif base["validation"] - run["validation"] > validation_cost:
+            verdicts[id(run)] = f"no: costs {100 * (base['validation'] - run['validation']):.2f} point of validation"
+        elif base["choosing_mean"] - run["choosing_mean"] > mean_cost:
+            verdicts[id(run)] = f"no: costs {100 * (base['choosing_mean'] - run['choosing_mean']):.2f} point of MNIST-C"
+        elif kept is not None and run["ood"]["choose"] - kept["ood"]["choose"] < gain:
+            verdicts[id(run)] = f"passes, but adds less than 0.5 point to `{kept['change']}` on the choose part"
+        else:
+            if kept is not None:
+                verdicts[id(kept)] = f"passes, but `{run['change']}` adds another 0.5 point on the choose part"
+            verdicts[id(run)], kept = "**kept**", run
+    rows = [
+        "| change | validation | MNIST-C choosing mean | OOD choose | (OOD report, not used) | MNIST test | fit s | "
+        "kept by the rule |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in record["runs"]:
+        change = run["change"] if run is base else f"`{run['change']}`"
+        rows.append(
+            f"| {change} | {run['validation']:.4f} | {run['choosing_mean']:.4f} | {run['ood']['choose']:.4f} | "
+            f"{run['ood']['report']:.4f} | {run['mnist_test']:.4f} | {run['fit_seconds']:.0f} | {verdicts[id(run)]} |"
+        )
+    rows.append("")
+    rows.append(
+        f"From `docs/results/styles_round.json`: `{record['baseline']}` plus the change, then "
+        f"{' and '.join(f'`{m}`' for m in record['measure'])}; {machine(record['hardware'])}, "
+        f"load {record['load']}."
+    )
+    return "\n".join(rows) + "\n"
+
+
 RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the renderer's names; the renderer)
     "committed-model": ("summary", committed_model),
     "committed-training": ("summary", committed_training),
@@ -280,6 +319,7 @@ RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the re
     "committed-mnist-c": ("committed-mnist-c", committed_mnist_c),
     "headline": ({"default": "default-config", "fast": "fast-preset", "best": "best-preset"}, headline),
     "page-augmentation-round2": ("page-augmentation-round2", page_augmentation),
+    "styles-round": ("styles-round", styles_round),
     "accuracy-goals": (
         {"best": "best-preset", "ensemble": "best-ensemble", "fast": "fast-preset", "distilled": "fast-distilled"},
         accuracy_goals,
