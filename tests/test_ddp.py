@@ -30,14 +30,34 @@ def _logged(art, key: str) -> float:
 
 @pytest.mark.slow
 def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
+    """One two-process fit serves three checks. `--model.lr_scaling linear` under two processes doubles
+    one-cycle's rates (OneCycleLR used to be given the unscaled --model.lr, so every process count trained at
+    the one-process rate). The fit takes a user's own digits (`--data.extra_dir`): each rank reads the folder
+    itself and must make the same split of it. Then test and predict under two processes must match one."""
     art = tmp_path / "art"
     common = [f"--data.data_dir={real_mnist}", f"--artifacts_dir={art}", *TINY_MODEL]
+    one_cycle = ["--model.scheduler=one_cycle", "--model.lr_scaling=linear", "--model.lr=0.01"]
+    mine = write_user_digits(tmp_path / "mine", per_class=3)
     fit = run_cli(
-        "fit", *common, *DDP, "--data.train_subset=640", "--data.val_size=1000", "--trainer.max_epochs=1", timeout=240
+        "fit",
+        *common,
+        *DDP,
+        *one_cycle,
+        "--data.train_subset=640",
+        "--data.val_size=1000",
+        "--trainer.max_epochs=1",
+        f"--data.extra_dir={mine}",
+        "--progress_bar.refresh_rate=0",
+        timeout=240,
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert sorted(p.name for p in art.glob("*.ckpt")) == ["digits_cnn.ckpt", "digits_cnn_final.ckpt"]
     assert len(list(art.glob("logs/version_*"))) == 1, "only rank 0 writes logs"
+    # The rate logged at the epoch's start is one-cycle's first: its peak (2 x 0.01) over div_factor 25.
+    assert _logged(art, "lr-Adam") == pytest.approx(2 * 0.01 / 25)
+    # The ranks write to one stderr at once, so the two lines may share one: find each message, not each line.
+    joined = re.findall(r"data\.extra_dir: 30 images;.*?to validation", fit.stderr)
+    assert len(joined) == 2 and len(set(joined)) == 1, fit.stderr[-3000:]
     checkpoint = f"--ckpt_path={art / 'digits_cnn.ckpt'}"
 
     two = run_cli("test", *common, *DDP, checkpoint, timeout=180)
@@ -136,33 +156,3 @@ def test_sigterm_stops_every_rank_at_one_step_with_a_checkpoint_that_resumes(tmp
     assert resumed.code == 0, resumed.err[-3000:]
     finished = torch.load(final, map_location="cpu", weights_only=True)
     assert finished["epoch"] == stopped["epoch"] + 1 and finished["global_step"] > stopped["global_step"]
-
-
-@pytest.mark.slow
-def test_one_cycle_scales_its_rate_with_the_process_count_and_every_rank_joins_extra_digits_alike(tmp_path, tiny_data):
-    """`--model.lr_scaling linear` under two processes doubles one-cycle's rates (OneCycleLR used to be given the
-    unscaled --model.lr, so every process count trained at the one-process rate). The same run takes a user's own
-    digits (`--data.extra_dir`): each rank reads the folder itself and must make the same split of it."""
-    art = tmp_path / "art"
-    one_cycle = ["--model.scheduler=one_cycle", "--model.lr_scaling=linear", "--model.lr=0.01"]
-    mine = write_user_digits(tmp_path / "mine", per_class=3)
-    fit = run_cli(
-        "fit",
-        f"--data.data_dir={tiny_data}",
-        "--data.val_size=50",
-        "--data.batch_size=32",
-        f"--artifacts_dir={art}",
-        *TINY_MODEL,
-        *DDP,
-        *one_cycle,
-        "--trainer.max_epochs=1",
-        f"--data.extra_dir={mine}",
-        "--progress_bar.refresh_rate=0",
-        timeout=240,
-    )
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    # The rate logged at the epoch's start is one-cycle's first: its peak (2 x 0.01) over div_factor 25.
-    assert _logged(art, "lr-Adam") == pytest.approx(2 * 0.01 / 25)
-    # The ranks write to one stderr at once, so the two lines may share one: find each message, not each line.
-    joined = re.findall(r"data\.extra_dir: 30 images;.*?to validation", fit.stderr)
-    assert len(joined) == 2 and len(set(joined)) == 1, fit.stderr[-3000:]

@@ -866,7 +866,7 @@ def test_sighup_reloads_the_model_under_load_without_a_failed_request_and_refuse
     )
     try:
         assert failed == [], failed[:10]
-        assert 0 < first_new < 3
+        assert 0 < first_new < done - asked + 1  # no later than the reload's end and its second for those in flight
         assert {sha for at, sha in load.models if at > done + 1} == {new_sha}  # a second for those in flight
         reloaded = f"lightning-digits serve: reloaded {served} (sha256 {new_sha[:12]}); {WORKERS} worker(s) replaced"
         assert line == reloaded
