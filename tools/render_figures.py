@@ -169,21 +169,24 @@ def accuracy_goals(records: dict[str, dict]) -> str:
 
 
 def default_config(record: dict) -> str:
-    """MNIST test and MNIST-C of the default config per seed, and their mean."""
+    """MNIST test, MNIST-C and the digits from outside MNIST (report part) of the default config per seed, and
+    their mean."""
     shown = ("canny_edges", "zigzag", "glass_blur", "rotate")
     runs = record["runs"]
 
     def figures(run: dict) -> dict[str, float]:
-        return {"clean": run["clean"]["network"], "mean": run["mean"]["network"]} | {
+        return {"clean": run["clean"]["network"], "mean": run["mean"]["network"], "report": run["ood"]["report"]} | {
             name: value["network"] for name, value in run["corruptions"].items()
         }
 
     def row(label: str, values: dict[str, float], worst: str) -> str:
         worst_cell = f"{worst.replace('_', ' ')} {values[worst]:.4f}"
         cells = [label, f"{values['clean']:.4f}", f"{values['mean']:.4f}", worst_cell]
-        return "| " + " | ".join(cells + [f"{values[name]:.4f}" for name in shown]) + " |"
+        cells += [f"{values[name]:.4f}" for name in shown]
+        return "| " + " | ".join([*cells, f"{values['report']:.4f}"]) + " |"
 
     header = ["seed", "MNIST test", "MNIST-C mean", "worst corruption", *(name.replace("_", " ") for name in shown)]
+    header.append("outside MNIST (report part)")
     rows = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
     for run in runs:
         rows.append(row(str(run["seed"]), figures(run), run["worst"]["corruption"]))
@@ -191,8 +194,9 @@ def default_config(record: dict) -> str:
     worst = min(runs[0]["corruptions"], key=mean.get)
     rows.append(row("**mean**", mean, worst))
     rows.append("")
+    measures = " and `".join(f"{command}`" for command in record["measure"])
     rows.append(
-        f"From `docs/results/default_config.json`: `{record['command']}`, then `{record['measure']}`; "
+        f"From `docs/results/default_config.json`: `{record['command']}`, then `{measures}; "
         f"{machine(record['hardware'])}."
     )
     return "\n".join(rows) + "\n"
