@@ -112,7 +112,10 @@ class DigitsDataModule(pl.LightningDataModule):
             },
         )
         if styles > 0 and dataset != "mnist":
-            raise UserError(f"data.styles: the style digits are digits, not {dataset}'s classes; set --data.styles 0")
+            raise UserError(
+                f"data.styles: the style digits are digits, not {dataset}'s classes; "
+                "use -c fashion or set --data.styles 0"
+            )
         self.augmentation = AffineRanges(rotation=rotation, shift=shift, scale=scale)
         self.ink = InkRanges(slant=slant, elastic=elastic, elastic_sigma=elastic_sigma, stroke=stroke)
         self.degrade = DegradeRates(background, noise, blur, lines, stripes, outline)
