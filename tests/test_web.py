@@ -129,7 +129,7 @@ def canvas_png(driver) -> Image.Image:
 
 def test_drawn_mnist_digits_are_recognised_and_match_python(page, real_mnist):
     labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz", 1)
-    firsts = [int(np.flatnonzero(labels == digit)[0]) for digit in range(DIGITS)]  # one of each class, in seconds
+    firsts = [int(np.flatnonzero(labels == digit)[0]) for digit in range(DIGITS)]  # every class drawn once
     images, labels = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz", 3)[firsts], labels[firsts]
     session = ort.InferenceSession(str(MODEL))
     correct = 0
