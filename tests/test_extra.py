@@ -81,7 +81,7 @@ def test_the_data_module_joins_them_to_training_and_validation(tmp_path, tiny_da
     user_train = dm.train_set.tensors[0][250:]
     assert not any(torch.equal(v, t) for v in user_val for t in user_train[:40]), "an image in both splits"
     assert torch.equal(dm.train_set.tensors[1][250:].bincount(), torch.full((10,), 24))
-    assert "50 images; 40 to training, each repeated 6 times (240 of 490 training images, 49.0%), 10 to" in notices()
+    assert "50 images; 40 to training, each taken 6x (240 of 490 training images, 49.0%), 10 to" in notices()
 
 
 def test_a_fit_with_them_runs_and_validates_on_them(cli, tmp_path, tiny_data):
@@ -98,7 +98,7 @@ def test_a_fit_with_them_runs_and_validates_on_them(cli, tmp_path, tiny_data):
         *TINY_MODEL,
     )
     assert result.code == 0, result.err
-    assert "each repeated" in result.err and (art / "digits_cnn_final.ckpt").is_file()
+    assert "each taken" in result.err and (art / "digits_cnn_final.ckpt").is_file()
 
 
 def _bad_case(tmp_path: Path, case: str) -> Path:

@@ -65,7 +65,7 @@ def test_they_join_training_only(tiny_data, notices):
     assert len(styled.train_set) == 500
     assert torch.equal(styled.train_set.tensors[0][:250], plain.train_set.tensors[0])
     assert all(torch.equal(a, b) for a, b in zip(styled.val_set.tensors, plain.val_set.tensors, strict=True))
-    assert "data.styles: 250 images; 250 to training, each repeated 1 times (250 of 500" in notices()
+    assert "data.styles: 250 images; 250 to training, each taken 1x (250 of 500" in notices()
 
 
 @pytest.mark.unit

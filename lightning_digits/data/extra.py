@@ -103,7 +103,7 @@ def join_extra(
     joined_train = (torch.cat([train[0], extra_train[0]]), torch.cat([train[1], extra_train[1]]))
     joined_val = (torch.cat([val[0], extra.images[to_val]]), torch.cat([val[1], extra.labels[to_val]]))
     _log.info(
-        "%s: %d images; %d to training, each repeated %d times (%d of %d training images, %.1f%%), %d to validation",
+        "%s: %d images; %d to training, each taken %dx (%d of %d training images, %.1f%%), %d to validation",
         source,
         len(extra.labels),
         int((~to_val).sum()),
