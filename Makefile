@@ -92,9 +92,9 @@ gpu-check: $(PACKAGE_STAMP)
 gpu-check-cpu: $(PACKAGE_STAMP)
 	$(BIN)/python bench/gpu_check.py --cpu
 
-# Two pytest workers, one file each at a time (module fixtures stay in one process): most tests wait on a
-# subprocess, a server or a database, so two keep both cores busy (docs/benchmarks.md has the timings).
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+# Two pytest workers: the slow tests first, each file with dear module fixtures kept on one worker and every other
+# test handed out on its own (tests/conftest.py), so that both cores stay busy to the end (docs/benchmarks.md).
+PYTEST := $(BIN)/python -m pytest -q -n 2 --no-loadscope-reorder
 
 test: setup
 	$(PYTEST)

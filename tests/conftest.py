@@ -78,11 +78,44 @@ def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: py
         monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
+# Files whose module-scoped fixtures are dear (a trained model, a built wheel, a server, a study, a browser, the
+# processes a fixture starts): under `make test` each stays on one worker, so that its fixtures are made once;
+# every other test is handed out on its own, so that the two workers end together.
+SHARED_FIXTURE_FILES = {
+    "test_averaging",
+    "test_benches",
+    "test_disk_faults",
+    "test_errors",
+    "test_evaluation",
+    "test_mnist_c",
+    "test_package",
+    "test_predict",
+    "test_serve",
+    "test_tune",
+    "test_web",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with slow tests first: `make test` hands whole files to its two workers in collection order, so a
-    long file collected last would run alone at the end while the other worker sits idle."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group is kept
+    """Slow tests first: the workers take them while the quick ones are left to even out the end (a long test
+    collected last would run alone while the other worker sits idle)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind is kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`-n 2` (pytest-xdist's `--dist load`): a file of SHARED_FIXTURE_FILES is one unit of work, any other test
+    its own. (xdist's `--dist loadgroup` would say the same with marks, but pytest 9.2's node ids keep it from
+    grouping anything: pytest-xdist issue 1386.) Units go out in collection order with `--no-loadscope-reorder`."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if Path(path).stem in SHARED_FIXTURE_FILES else nodeid
+
+    return SharedFixtureScheduling(config, log)
 
 
 @dataclass
