@@ -19,8 +19,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
-from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.checkpoints import find_checkpoints, load_checkpoint
 from lightning_digits.data.augment import as_model_input
+from lightning_digits.errors import UserError
 from lightning_digits.models.averaging import VIEW_SETS, Averaged, View
 from lightning_digits.models.cnn import Architecture, DigitsCNN
 from lightning_digits.models.teacher import Teacher
@@ -74,11 +75,37 @@ def members(tmp_path_factory, _cli_main):
     return root, data
 
 
-def test_ensemble_writes_the_reports_and_an_onnx_model_of_the_same_contract(cli, members, tmp_path):
+@pytest.fixture(scope="module")
+def ensembled(members, tmp_path_factory, _cli_main) -> Path:
+    """`ensemble` of the folder of both runs, with test-time augmentation: its output folder."""
     root, data = members
-    out = tmp_path / "ens"
-    result = cli("ensemble", str(root / "runs"), f"--output_dir={out}", f"--data_dir={data}", "--tta=shifts")
-    assert result.code == 0, result.err[-3000:]
+    out = tmp_path_factory.mktemp("ensemble") / "ens"
+    _cli_main(["ensemble", str(root / "runs"), f"--output_dir={out}", f"--data_dir={data}", "--tta=shifts"])
+    return out
+
+
+@pytest.mark.unit
+def test_members_are_the_files_given_and_every_best_checkpoint_below_a_folder(tmp_path):
+    for run in ("runs/b", "runs/a", "runs/a/nested"):
+        (tmp_path / run).mkdir(parents=True, exist_ok=True)
+        (tmp_path / run / "digits_cnn.ckpt").write_bytes(b"")
+    (tmp_path / "runs/a/digits_cnn_final.ckpt").write_bytes(b"")  # not a best checkpoint: left out of a folder
+    single = tmp_path / "runs/b/digits_cnn.ckpt"
+    assert find_checkpoints([str(tmp_path / "runs/a"), str(single)]) == [
+        tmp_path / "runs/a/digits_cnn.ckpt",
+        tmp_path / "runs/a/nested/digits_cnn.ckpt",
+        single,
+    ]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no digits_cnn.ckpt below"):
+        find_checkpoints([str(tmp_path / "empty")])
+    with pytest.raises(UserError, match="does not exist"):
+        find_checkpoints([str(tmp_path / "missing.ckpt")])
+
+
+def test_ensemble_writes_the_reports_and_an_onnx_model_of_the_same_contract(members, ensembled):
+    root, _ = members
+    out = ensembled
     summary = json.loads((out / "summary.json").read_text())
     assert [m["checkpoint"] for m in summary["members"]] == [str(root / f"runs/{n}/digits_cnn.ckpt") for n in "ab"]
     assert summary["test_images"] == 60 and summary["test_time_augmentation"] == "shifts"
@@ -98,18 +125,8 @@ def test_ensemble_writes_the_reports_and_an_onnx_model_of_the_same_contract(cli,
     np.testing.assert_allclose(session.run(["logits"], {"image": images[:1]})[0], logits[:1], atol=1e-5)
 
 
-def test_the_onnx_predictor_uses_an_ensemble_file_unchanged(members, tmp_path, _cli_main):
-    root, data = members
-    out = tmp_path / "ens"
-    _cli_main(
-        [
-            "ensemble",
-            str(root / "runs/a/digits_cnn.ckpt"),
-            str(root / "runs/b/digits_cnn.ckpt"),
-            f"--output_dir={out}",
-            f"--data_dir={data}",
-        ]
-    )
+def test_the_onnx_predictor_uses_an_ensemble_file_unchanged(ensembled, tmp_path):
+    out = ensembled
     drawn = tmp_path / "drawn"
     drawn.mkdir()
     for i, digit in enumerate(synthetic_digits(3, seed=5)[0]):

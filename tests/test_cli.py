@@ -228,6 +228,7 @@ def test_one_cycle_smoke_run_trains_and_integer_limits_are_counts(tmp_path, tiny
     assert whole["limit_val_batches"] == 1 and isinstance(whole["limit_val_batches"], int)
 
 
+@pytest.mark.slow  # a whole process (import included): `make test-fast` leaves it to `make test`
 def test_fast_dev_run_on_tiny_data_is_quiet(tmp_path, tiny_data):
     """A subprocess on purpose: what the user sees on stderr of a whole run, import-time warnings included."""
     result = run_cli(
