@@ -80,7 +80,8 @@ def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: py
 
 # Files whose module-scoped fixtures are dear (a trained model, a built wheel, a server, a study, a browser, the
 # processes a fixture starts): under `make test` each stays on one worker, so that its fixtures are made once;
-# every other test is handed out on its own, so that the two workers end together.
+# every other test is handed out on its own, so that the two workers end together. (test_ddp and test_reliability
+# share only a generated data set, cheaper to write twice than to keep their slow tests on one worker.)
 SHARED_FIXTURE_FILES = {
     "test_averaging",
     "test_benches",
