@@ -4,6 +4,7 @@ DDP tests compare with or resume in need no launcher, so they run here through m
 an exception on one rank, SIGTERM from outside."""
 
 import csv
+import importlib.util
 import re
 import signal
 import subprocess
@@ -30,16 +31,21 @@ def _logged(art, key: str) -> float:
 
 @pytest.mark.slow
 def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
-    """One two-process fit serves three checks. `--model.lr_scaling linear` under two processes doubles
+    """One two-process fit serves four checks. `--model.lr_scaling linear` under two processes doubles
     one-cycle's rates (OneCycleLR used to be given the unscaled --model.lr, so every process count trained at
     the one-process rate). The fit takes a user's own digits (`--data.extra_dir`): each rank reads the folder
-    itself and must make the same split of it. Then test and predict under two processes must match one."""
+    itself and must make the same split of it. With the mlflow extra installed it also logs to MLflow, whose
+    record callback reads trainer.log_dir, a broadcast every rank must join (it hung on rank 0): one finished
+    run. Then test and predict under two processes must match one."""
     art = tmp_path / "art"
     common = [f"--data.data_dir={real_mnist}", f"--artifacts_dir={art}", *TINY_MODEL]
     one_cycle = ["--model.scheduler=one_cycle", "--model.lr_scaling=linear", "--model.lr=0.01"]
     mine = write_user_digits(tmp_path / "mine", per_class=3)
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = ["-c", "mlflow", f"--mlflow.tracking_uri={mlflow_uri}"] if importlib.util.find_spec("mlflow") else []
     fit = run_cli(
         "fit",
+        *tracking,
         *common,
         *DDP,
         *one_cycle,
@@ -48,6 +54,7 @@ def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
         "--trainer.max_epochs=1",
         f"--data.extra_dir={mine}",
         "--progress_bar.refresh_rate=0",
+        cwd=tmp_path,  # MLflow keeps a SQLite store's artifacts under ./mlruns
         timeout=240,
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
@@ -58,6 +65,8 @@ def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
     # The ranks write to one stderr at once, so the two lines may share one: find each message, not each line.
     joined = re.findall(r"data\.extra_dir: 30 images;.*?to validation", fit.stderr)
     assert len(joined) == 2 and len(set(joined)) == 1, fit.stderr[-3000:]
+    if tracking:
+        _check_one_mlflow_run(mlflow_uri, epochs=1)
     checkpoint = f"--ckpt_path={art / 'digits_cnn.ckpt'}"
 
     two = run_cli("test", *common, *DDP, checkpoint, timeout=180)
@@ -74,6 +83,17 @@ def test_ddp_fit_test_predict_match_one_process(tmp_path, real_mnist, cli):
     rows = list(csv.DictReader(open(art / "predictions.csv")))
     assert [r["file"] for r in rows] == [f"test[{i}]" for i in range(10_000)]
     assert not list(art.glob(".predictions*")), "no temporary file left behind"
+
+
+def _check_one_mlflow_run(uri: str, epochs: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "lightning-digits"]
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) == epochs, "one value per epoch, from rank 0"
+    assert "config.yaml" in [f.path for f in client.list_artifacts(run.info.run_id)]
 
 
 @pytest.fixture(scope="module")
