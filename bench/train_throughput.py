@@ -1,8 +1,8 @@
 """Training throughput: the model step alone vs the project's input pipeline vs a naive per-sample
 torchvision DataLoader, on the real MNIST training images, in one process (same threads, same model).
 
-    LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--fp32] [--profile]
-        [--model-config configs/fast.yaml] [--device cuda] [--ink]
+    LIGHTNING_DIGITS_DATA=../shared/data/mnist .venv/bin/python bench/train_throughput.py [--fp32 | --bf16]
+        [--profile] [--model-config configs/fast.yaml] [--device cuda] [--ink]
 
 - step alone: forward + backward + Adam on a batch that is already a float tensor (the reference);
 - pipeline: DataLoader over the uint8 tensor + on_after_batch_transfer (scale + batched per-sample affine) + step;
@@ -15,7 +15,8 @@ Prints a table and one JSON line: per row, the median img/s over timed windows a
 step alone (noisy on a shared machine), the ms per batch spent getting the batch vs in the step, timed
 within the same steps ("input/step": the input pipeline's share, the steadier figure), and the seconds that
 an epoch of the training split's batches would take at that rate (validation not included). `--device` runs every row
-on one device (batches copied there as Lightning does); each clock reading waits for it.
+on one device (batches copied there as Lightning does); each clock reading waits for it. The precision is the one
+`fit` would use here (bf16 autocast with channels_last, or fp32 on a CPU without AVX-512) unless a flag says.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from torchvision.transforms import v2
 from lightning_digits.data.datamodule import DigitsDataModule
 from lightning_digits.models.cnn import Dropout
 from lightning_digits.models.lit import LitDigits
+from lightning_digits.training.callbacks import cpu_precision
 
 # One change at a time (docs/results.md, "Real handwriting"): the values tried there.
 INK_ROWS = (("stroke", 0.5), ("slant", 15.0), ("elastic", 34.0))
@@ -118,7 +120,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=9, help="timed windows per row (medians are reported)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast / channels_last")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", action="store_true", help="no bf16 autocast / channels_last")
+    precision.add_argument(
+        "--bf16", action="store_true", help="bf16 even on a CPU without AVX-512, where fit would run in fp32"
+    )
     parser.add_argument("--profile", action="store_true", help="also print torch's profile of 10 steps of each step")
     parser.add_argument(
         "--model-config", type=Path, help="the network of this config's model section (e.g. configs/fast.yaml)"
@@ -128,7 +134,9 @@ def main() -> None:
     args = parser.parse_args()
     device = args.device
     torch.manual_seed(0)
-    bf16 = not args.fp32
+    # Without a flag, what `fit` would run with here: bf16, unless this is a CPU that only emulates it.
+    emulated = device.type == "cpu" and cpu_precision("bf16-mixed", torch.backends.cpu.get_cpu_capability())[1]
+    bf16 = args.bf16 or not (args.fp32 or emulated)
     data = DigitsDataModule(batch_size=args.batch_size, download=False)
     data.setup("fit")
     written = yaml.safe_load(args.model_config.read_text()).get("model", {}) if args.model_config else {}

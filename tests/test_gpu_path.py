@@ -1,5 +1,6 @@
 """What the GPU path relies on, tested here by its logic on the CPU (no GPU on the machines that run the tests):
-the bf16 advice for GPUs before compute capability 8.0, and dropout masks that differ between DDP ranks."""
+dropout masks that differ between DDP ranks. (The bf16 advice for GPUs before compute capability 8.0 is in
+test_precision.)"""
 
 from __future__ import annotations
 
@@ -9,28 +10,9 @@ import pytest
 import torch
 
 from lightning_digits.data.augment import rank_seed
-from lightning_digits.training.callbacks import SeedPerRank, bf16_advice
+from lightning_digits.training.callbacks import SeedPerRank
 
 pytestmark = pytest.mark.unit  # pure functions: `make test-unit` runs them
-
-
-@pytest.mark.parametrize(
-    ("precision", "capability", "advised"),
-    [
-        ("bf16-mixed", (7, 0), True),  # V100
-        ("bf16-mixed", (7, 5), True),  # T4
-        ("bf16-true", (6, 1), True),
-        ("bf16-mixed", (8, 0), False),  # A100
-        ("bf16-mixed", (9, 0), False),  # H100
-        ("16-mixed", (7, 0), False),
-        ("32-true", (7, 5), False),
-    ],
-)
-def test_bf16_is_advised_against_only_where_it_is_emulated(precision, capability, advised):
-    advice = bf16_advice(precision, capability)
-    assert (advice is not None) == advised
-    if advised:
-        assert "\n" not in advice and f"{capability[0]}.{capability[1]}" in advice and "16-mixed" in advice
 
 
 def _dropout_mask_after_fit_start(rank: int, seed: int = 42) -> torch.Tensor:

@@ -166,14 +166,36 @@ def bf16_advice(precision: str, capability: tuple[int, int]) -> str | None:
     )
 
 
-class PrecisionAdvice(Callback):
-    """Says so once at the start of fit when the chosen precision is emulated on the GPU in use."""
+def cpu_precision(precision: str | int | None, capability: str) -> tuple[str | int | None, str | None]:
+    """The precision to run with on a CPU of torch's `capability` (torch.backends.cpu.get_cpu_capability()), and
+    a line when it is not the one asked for. bf16 autocast pays with AVX-512 (the default config's bf16 trains
+    2.4x faster than fp32 on an Intel Xeon with AVX-512 bf16); below it oneDNN has no bf16 kernels and torch
+    falls back to slow generic code (docs/benchmarks.md, "bf16 on a CPU without AVX-512"), so fp32 runs instead."""
+    if not str(precision).startswith("bf16") or capability.startswith("AVX512"):
+        return precision, None
+    return "32-true", (
+        f"--trainer.precision {precision}: this CPU has no AVX-512 (torch's capability: {capability}), where bf16 "
+        "is emulated many times slower than fp32; running in 32-true"
+    )
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if pl_module.device.type == "cuda" and trainer.is_global_zero:
-            advice = bf16_advice(trainer.precision, torch.cuda.get_device_capability(pl_module.device))
-            if advice:
-                NOTICES.warning(advice)
+
+class PrecisionAdvice(Callback):
+    """Says once, on rank 0, as the command's work begins (after every check that could still stop it), what
+    the chosen precision costs here: the CPU fallback that `cpu_precision` chose, or the bf16 advice for the GPU
+    in use."""
+
+    def __init__(self, cpu_notice: str | None = None) -> None:
+        self.cpu_notice = cpu_notice
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        device = trainer.strategy.root_device
+        advice = self.cpu_notice
+        if device.type == "cuda":
+            advice = bf16_advice(trainer.precision, torch.cuda.get_device_capability(device))
+        if advice:
+            NOTICES.warning(advice)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -214,10 +236,17 @@ class PredictionWriter(BasePredictionWriter):
         return Path(self.output_file or Path(trainer.default_root_dir) / artifacts.PREDICTIONS)
 
 
-def fixed_callbacks(checkpoint_dir: str) -> list[Callback]:
+def fixed_callbacks(checkpoint_dir: str, cpu_precision_notice: str | None) -> list[Callback]:
     """What every Trainer of the command has, not a config option: the interrupt checkpoint (beside the last
-    one, where `--ckpt_path last` looks), failures and SIGTERM under DDP, dropout seeds per rank, bf16 advice."""
-    return [InterruptCheckpoint(checkpoint_dir), EndEveryRank(), StopOnSigterm(), SeedPerRank(), PrecisionAdvice()]
+    one, where `--ckpt_path last` looks), failures and SIGTERM under DDP, dropout seeds per rank, what the
+    precision costs here."""
+    return [
+        InterruptCheckpoint(checkpoint_dir),
+        EndEveryRank(),
+        StopOnSigterm(),
+        SeedPerRank(),
+        PrecisionAdvice(cpu_precision_notice),
+    ]
 
 
 def weight_averaging(decay: float | None) -> list[Callback]:

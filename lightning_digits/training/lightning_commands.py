@@ -34,6 +34,7 @@ from lightning_digits.training.callbacks import (
     DigitsCheckpoint,
     FinalCheckpoint,
     PredictionWriter,
+    cpu_precision,
     fixed_callbacks,
     weight_averaging,
 )
@@ -127,7 +128,8 @@ class DigitsCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Check what Lightning would only find out later, with a traceback or not at all: the artifacts folder,
-        validation turned off while something waits for its metrics, the EMA decay and a resume without it."""
+        validation turned off while something waits for its metrics, the EMA decay and a resume without it; and
+        train in fp32 where the CPU would only emulate the bf16 asked for (said once the run begins)."""
         config = self.config[self.subcommand]
         decay = config.ema_decay
         check_ranges("--", {"ema_decay": (decay, decay is None or 0 < decay < 1, "in (0, 1), or null for none")})
@@ -140,6 +142,10 @@ class DigitsCLI(LightningCLI):
             _check_resume_keeps_the_average(config)
         if config.trainer.default_root_dir is None:
             config.trainer.default_root_dir = config.artifacts_dir
+        self.cpu_precision_notice = None
+        if _runs_on_cpu(config.trainer.accelerator):
+            capability = torch.backends.cpu.get_cpu_capability()
+            config.trainer.precision, self.cpu_precision_notice = cpu_precision(config.trainer.precision, capability)
         for folder, option in _written_folders(config).items():
             ensure_writable_dir(folder, option)
 
@@ -155,13 +161,21 @@ class DigitsCLI(LightningCLI):
                 *mlflow_loggers(config.mlflow),
             ]
         # Not config options: the interrupt checkpoint must go beside the last one for `--ckpt_path last` to find it.
-        kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed_callbacks(config.checkpoint.dirpath)]
+        fixed = fixed_callbacks(config.checkpoint.dirpath, self.cpu_precision_notice)
+        kwargs["callbacks"] = [*(config.trainer.callbacks or []), *fixed]
         if self.subcommand == "fit":  # elsewhere the checkpoint's state_dict already is the average
             kwargs["callbacks"] += weight_averaging(config.ema_decay)
         kwargs["callbacks"] += mlflow_callbacks(config.mlflow, config.artifacts_dir)
         kwargs["callbacks"].append(SpaceCheck(config.checkpoint.dirpath))
         kwargs["plugins"] = with_atomic_checkpoints(config.trainer.plugins)  # every checkpoint write, atomic
         return super().instantiate_trainer(**kwargs)
+
+
+def _runs_on_cpu(accelerator: object) -> bool:
+    """Whether Lightning will run on the CPU: asked for, or "auto" with no GPU (CUDA or Apple's MPS) to pick."""
+    if accelerator in (None, "auto"):
+        return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return accelerator == "cpu"
 
 
 def _written_folders(config) -> dict[str, str]:
