@@ -29,12 +29,25 @@ class RaiseOnRank(Callback):
             raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")
 
 
-class SigtermAtStep(Callback):
-    """Sends SIGTERM to its own process at the start of one training step, as a scheduler would at any moment."""
+class SignalAtStep(Callback):
+    """Sends a signal to its own process at the start of one training step, at any moment as far as the run can
+    tell: SIGTERM as from a scheduler, SIGINT as from Ctrl-C."""
 
-    def __init__(self, step: int = 3) -> None:
+    def __init__(self, step: int = 3, name: str = "SIGTERM") -> None:
         self.step = step
+        self.signal = signal.Signals[name]
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signal)
+
+
+class CtrlCInValidation(Callback):
+    """Sends SIGINT to its own process while fit validates one epoch: Ctrl-C after that epoch's last step."""
+
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGINT)

@@ -52,7 +52,8 @@ def _saved(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    # 640 training images after the 200 for validation: 20 steps an epoch, several seconds apart to kill between.
+    # 640 training images after the 200 for validation, and the default config's 34 style digits (5%): 21 steps of 32
+    # an epoch, several seconds apart to kill between.
     return write_dataset(tmp_path_factory.mktemp("reliability") / "data", n_train=840, n_test=200)
 
 
@@ -77,19 +78,32 @@ def test_kill_9_during_fit_then_resume_finishes_the_same_run(tmp_path, data, cli
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data, cli):
+@pytest.mark.parametrize(
+    ("fault", "saved_step"),
+    [
+        # Ctrl-C at the start of step 25 (in epoch 1 of 21 steps each): the state it reached is saved.
+        (["tests.faults.SignalAtStep", "--trainer.callbacks.step=25", "--trainer.callbacks.name=SIGINT"], 25),
+        # Ctrl-C while epoch 1 validates: a state saved there cannot be resumed (InterruptCheckpoint), so the
+        # checkpoint of epoch 0's end (step 21) stays and the resume trains epoch 1 again.
+        (["tests.faults.CtrlCInValidation", "--trainer.callbacks.epoch=1"], 21),
+    ],
+    ids=["while training", "while validating"],
+)
+def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path, data, cli, fault, saved_step):
+    """The signal is real, sent by the run to itself at a chosen point (from outside, it would land wherever the run
+    happens to be)."""
     art = tmp_path / "art"
-    process, final = _fit_until_first_epoch(data, art, max_epochs=50)
-    after_first_epoch = _saved(final)["global_step"]
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert "Traceback" not in output, output[-3000:]
-    interrupted = _saved(final)
-    assert interrupted["global_step"] > after_first_epoch, "the interrupt saved the state it reached"
+    callback, *arguments = fault
+    run = run_cli(
+        *tiny_fit_args(data, art, "--trainer.max_epochs=50", f"--trainer.callbacks+={callback}", *arguments),
+        timeout=120,
+    )
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    interrupted = _saved(art / "digits_cnn_final.ckpt")
+    assert interrupted["global_step"] == saved_step, "the interrupt saved the state it reached, if it can resume"
     resumed = cli(*tiny_fit_args(data, art, f"--trainer.max_epochs={interrupted['epoch'] + 2}", "--ckpt_path=last"))
     assert resumed.code == 0, resumed.err[-3000:]
-    assert _saved(final)["epoch"] == interrupted["epoch"] + 1
+    assert _saved(art / "digits_cnn_final.ckpt")["epoch"] == interrupted["epoch"] + 1
 
 
 @pytest.mark.slow
@@ -101,7 +115,7 @@ def test_sigterm_stops_after_the_step_with_its_state_saved_and_says_so(tmp_path,
             data,
             art,
             "--trainer.max_epochs=5",
-            "--trainer.callbacks+=tests.faults.SigtermAtStep",
+            "--trainer.callbacks+=tests.faults.SignalAtStep",
             "--trainer.callbacks.step=3",
         ),
         timeout=120,

@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, EMAWeightAveraging, ModelCheckpoint
-from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_digits import artifacts
@@ -68,6 +68,10 @@ class InterruptCheckpoint(Callback):
     existing checkpoints alone. (Lightning's OnExceptionCheckpoint deletes its file at teardown, which
     would delete the final checkpoint here.)
 
+    Nor while fit validates: Lightning 2.6.6 resumes a state saved there as an epoch whose batches are done and
+    skips its validation, so early stopping finds no metric and the resumed run ends in a traceback (Lightning
+    issue 18595). The final checkpoint of the epoch before stays, and the resume trains that one epoch again.
+
     Rank 0 writes its own copy and waits for no one: `trainer.save_checkpoint` ends in a barrier, and under DDP
     the rank that failed never reaches it while the others sit in the collective it left (the run hung).
     Every rank holds the same weights, so rank 0's copy is the run's state."""
@@ -77,7 +81,8 @@ class InterruptCheckpoint(Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         fitting = trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0
-        if fitting and trainer.is_global_zero and not isinstance(exception, UserError):
+        training = trainer.state.stage == RunningStage.TRAINING
+        if fitting and training and trainer.is_global_zero and not isinstance(exception, UserError):
             save_without_barrier(trainer, self.path)
 
 
