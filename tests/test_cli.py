@@ -242,6 +242,7 @@ def test_fast_dev_run_on_tiny_data_is_quiet(tmp_path, tiny_data):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "Warning" not in result.stderr and "deprecat" not in result.stderr.lower(), result.stderr
+    assert "exists and is not empty" not in result.stderr, "a fresh folder's own lock and logs are no reason to warn"
 
 
 def test_resume_from_last_continues_the_same_run(cli, tmp_path, tiny_data):

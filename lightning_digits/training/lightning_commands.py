@@ -50,6 +50,9 @@ def _quiet_expected_warnings() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*", category=FutureWarning)
     # The summary's size estimate assumes fp32 under bf16; the parameter count it prints is still right.
     warnings.filterwarnings("ignore", ".*is not supported by the model summary.*")
+    # The folder holds the run's lock and logs before Lightning looks, and the checkpoints have fixed names that
+    # each run replaces atomically: "exists and is not empty" would be said on every run, a fresh folder's too.
+    warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
     # An advertisement for a cloud service, printed on every run.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_advertisement)
 
