@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from lightning_digits.training.callbacks import bf16_advice, cpu_precision
+from lightning_digits.training.callbacks import PrecisionAdvice, bf16_advice, cpu_precision
 
 from .conftest import TINY_MODEL
 
@@ -34,6 +35,18 @@ def test_bf16_runs_as_fp32_on_a_cpu_without_avx512_and_says_so(precision, capabi
     assert (notice is not None) == (chosen != precision)
     if notice:
         assert "\n" not in notice and capability in notice and precision in notice and "32-true" in notice
+
+
+@pytest.mark.unit
+def test_the_cpu_line_is_said_once_by_rank_0_alone(notices):
+    """Under DDP every rank resolves the precision and builds the callback; only global rank 0 may speak."""
+    advice = PrecisionAdvice("the CPU line")
+    for rank in (1, 0):
+        trainer = SimpleNamespace(
+            is_global_zero=rank == 0, strategy=SimpleNamespace(root_device=torch.device("cpu")), precision="32-true"
+        )
+        advice.setup(trainer, None, "fit")
+    assert notices().count("the CPU line") == 1
 
 
 @pytest.mark.unit
