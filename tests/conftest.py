@@ -12,6 +12,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# Under `make test`'s workers (pytest-xdist), each worker and every process it starts gets its share of the cores
+# for torch's threads: two workers of two threads each on two cores wait on each other (OpenMP's threads wait
+# busily). Set before torch is first imported, here or in a process a test starts.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+
 import numpy as np
 import pytest
 
