@@ -46,6 +46,8 @@ def environment() -> dict:
         "hardware": {
             "cpu": _cpu_name(),
             "cpu_cores": os.cpu_count(),
+            # AVX512 or AVX2 (torch's vector level): whether bf16 runs natively, and fit's precision on the CPU.
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "gpu": gpu,
             "torch_threads": torch.get_num_threads(),
         },
