@@ -103,7 +103,8 @@ def summary_text(summary: dict) -> str:
         lines.append("baselines: " + ", ".join(f"{name} {row['accuracy']:.4f}" for name, row in baselines.items()))
     hardware, versions = summary["hardware"], summary["versions"]
     lines.append(
-        f"hardware: {hardware['cpu']} ({hardware['cpu_cores']} cores), GPU {hardware['gpu']}; "
+        f"hardware: {hardware['cpu']} ({hardware['cpu_cores']} cores, {hardware['cpu_capability']}), "
+        f"GPU {hardware['gpu']}; "
         f"torch {versions['torch']}, lightning {versions['lightning']}"
     )
     source = f"checkpoint: {summary['checkpoint']}" if "checkpoint" in summary else "members: see summary.json"
