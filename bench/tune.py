@@ -51,7 +51,8 @@ def study(out: Path, trials: int, timeout: float, extra: list[str]) -> dict:
         f"--timeout={timeout}",
         f"--study_dir={out}",
         "--study_name=bench",
-        *(f"--fit.{flag.removeprefix('--')}" for flag in extra),
+        # One mapping of dotted keys: a second --fit.trainer.KEY flag would replace the first.
+        f"--fit={json.dumps(dict(flag.removeprefix('--').split('=', 1) for flag in extra))}",
     ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)

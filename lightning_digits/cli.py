@@ -89,6 +89,10 @@ def _run_plain(command: str, args: list[str]) -> None:
     refuse_multiprocess(command)
     command_args = _one_list_positional(args) if command in LIST_POSITIONAL else args
     command_args = ["--config" if arg == "-c" else arg for arg in command_args]  # jsonargparse's spelling
+    if command == "tune":
+        from lightning_digits.tuning.command import refuse_replaced_fit_flags
+
+        refuse_replaced_fit_flags(command_args)
     with run_lock.command_scope():  # the folders a command locks stay locked until it returns
         component = command_function(command)
         parsed = auto_cli(component, args=command_args, prog=f"{PROG} {command}", exit_on_error=False)

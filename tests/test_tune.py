@@ -192,6 +192,15 @@ def test_a_bad_search_space_or_storage_is_one_line_before_any_trial(cli, tmp_pat
     assert not list(tmp_path.glob("tune/tiny/trial_*")), "no trial started"
 
 
+def test_two_fit_flags_of_one_section_are_refused_in_one_line_naming_the_form_that_keeps_both(cli, tmp_path):
+    """jsonargparse keeps the last --fit.trainer.KEY alone: the first would be dropped without a word."""
+    flags = ["--fit.trainer.max_epochs=1", "--fit.data.batch_size", "16", "--fit.trainer.limit_train_batches=2"]
+    result = cli("tune", "-c", "tune", *flags, f"--study_dir={tmp_path / 'study'}")
+    assert result.code == 2 and result.err.count("\n") == 1, result.err[-3000:]
+    assert "--fit.trainer '{max_epochs: ..., limit_train_batches: ...}'" in result.err
+    assert not (tmp_path / "study").exists(), "refused before anything is written"
+
+
 def test_the_shipped_search_space_is_one_fit_accepts_at_every_end(tmp_path, monkeypatch):
     from lightning_digits import presets
     from lightning_digits.tuning import search

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lightning_digits.errors import UserError
+
 
 @dataclass(frozen=True)
 class TuneOptions:
@@ -25,7 +27,7 @@ class TuneOptions:
         configs: fit configs every trial starts from (preset names or YAML files), as `fit -c` takes them.
         fit: fixed fit settings for every trial, dotted or nested (e.g. --fit.data.data_dir /data; several
             of one section at once: --fit.trainer '{max_epochs: 1, limit_train_batches: 20}', since a second
-            --fit.trainer.KEY replaces the first).
+            --fit.trainer.KEY would replace the first, and is refused).
         n_trials: the study's target of finished (complete or pruned) trials, all workers and runs together.
         timeout: start no new trial after this many seconds (null: no limit).
         storage: Optuna storage URL (default: sqlite:///STUDY_DIR/study.db); postgresql://... for many machines.
@@ -58,6 +60,24 @@ class TuneOptions:
     def __call__(self) -> None:
         """Run the study (a method jsonargparse does not offer as a subcommand, as it would `run`)."""
         tune(self)
+
+
+def refuse_replaced_fit_flags(args: list[str]) -> None:
+    """Two `--fit.SECTION.KEY` flags of one section with different keys: jsonargparse keeps the last alone (the
+    section's mapping is replaced), so `--fit.trainer.max_epochs=1 --fit.trainer.limit_train_batches=2` trained
+    every epoch in full, without a word. One line naming them and the form that keeps both."""
+    keys: dict[str, str] = {}
+    for arg in args:
+        dotted_key = arg.split("=", 1)[0].removeprefix("--fit.")
+        if not arg.startswith("--fit.") or "." not in dotted_key:
+            continue
+        section, key = dotted_key.split(".", 1)
+        first = keys.setdefault(section, key)
+        if first != key:
+            raise UserError(
+                f"--fit.{section}.{first} and --fit.{section}.{key}: the second would replace the first; give a "
+                f"section's settings together: --fit.{section} '{{{first}: ..., {key}: ...}}'"
+            )
 
 
 def tune(options: TuneOptions) -> None:
