@@ -169,6 +169,26 @@ def cli(_cli_main, capsys, monkeypatch):
 
 
 @pytest.fixture
+def lightning_run(monkeypatch):
+    """`lightning-digits fit|validate|test|predict ARGS` in this process, returning Lightning's CLI object (its
+    trainer, model and config) for the test to look into. Environment variables the run sets (Lightning's
+    PL_GLOBAL_SEED, ...) are put back, so later subprocesses start clean."""
+    from lightning_digits.training.lightning_commands import run_lightning
+
+    monkeypatch.setattr(sys, "argv", ["lightning-digits"])  # not pytest's own arguments: LightningCLI warns
+
+    def run(*args: str):
+        saved = dict(os.environ)
+        try:
+            return run_lightning(list(args))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    return run
+
+
+@pytest.fixture
 def commands_in_process(cli, monkeypatch):
     """`python -m lightning_digits ARGS` that a bench starts with subprocess.run runs as main(ARGS) in this process
     instead: the same command and parser, without a Python and a Lightning to start for each (seconds apiece).

@@ -4,7 +4,6 @@ lightning-hydra-template's way), except the one check of what a user sees of a w
 import csv
 import functools
 import inspect
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -196,32 +195,22 @@ def test_every_shipped_config_parses_and_sets_what_it_says(cli, config):
             assert (printed[section] if key is None else printed[section][key]) == value, (section, key)
 
 
-def test_one_cycle_smoke_run_trains_and_integer_limits_are_counts(tmp_path, tiny_data, notices, monkeypatch):
+def test_one_cycle_smoke_run_trains_and_integer_limits_are_counts(tmp_path, tiny_data, notices, lightning_run):
     """`fit -c fast --trainer.limit_train_batches 4`: too few steps for one-cycle's warm-up (it divided by zero
     inside OneCycleLR), and `--trainer.limit_val_batches=1` must be one batch, not 1.0 (Lightning's "all")."""
-    from lightning_digits.training.lightning_commands import run_lightning
-
-    monkeypatch.setattr(sys, "argv", ["lightning-digits"])
-    saved = dict(os.environ)  # Lightning sets PL_GLOBAL_SEED; later tests' subprocesses start clean
-    try:
-        run = run_lightning(
-            [
-                "fit",
-                f"--config={REPO / 'configs' / 'fast.yaml'}",
-                f"--data.data_dir={tiny_data}",
-                "--data.val_size=50",
-                "--data.batch_size=16",
-                "--data.eval_batch_size=10",
-                f"--artifacts_dir={tmp_path}",
-                "--trainer.max_epochs=1",
-                "--trainer.limit_train_batches=4",
-                "--trainer.limit_val_batches=1",
-                "--progress_bar.refresh_rate=0",
-            ]
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    run = lightning_run(
+        "fit",
+        f"--config={REPO / 'configs' / 'fast.yaml'}",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=16",
+        "--data.eval_batch_size=10",
+        f"--artifacts_dir={tmp_path}",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=4",
+        "--trainer.limit_val_batches=1",
+        "--progress_bar.refresh_rate=0",
+    )
     assert run.trainer.global_step == 4 and run.trainer.num_val_batches == [1]
     assert "the cycle is 5 steps long and this run stops after 4" in notices()
     whole = yaml.safe_load((Path(run.trainer.log_dir) / "config.yaml").read_text())["trainer"]  # as saved

@@ -5,8 +5,6 @@ CPU: no GPU on the machines that run the tests)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -71,31 +69,21 @@ def test_bf16_is_advised_against_on_a_gpu_only_where_it_is_emulated(precision, c
 
 @pytest.mark.parametrize(("capability", "trained_in"), [("AVX2", "32-true"), ("AVX512", "bf16-mixed")])
 def test_fit_on_the_cpu_trains_in_what_its_capability_allows(
-    capability, trained_in, tmp_path, tiny_data, monkeypatch, notices
+    capability, trained_in, tmp_path, tiny_data, monkeypatch, notices, lightning_run
 ):
-    from lightning_digits.training.lightning_commands import run_lightning
-
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(sys, "argv", ["lightning-digits"])
-    saved = dict(os.environ)  # Lightning sets PL_GLOBAL_SEED; later tests' subprocesses start clean
-    try:
-        run = run_lightning(
-            [
-                "fit",
-                f"--data.data_dir={tiny_data}",
-                "--data.val_size=50",
-                "--data.batch_size=16",
-                f"--artifacts_dir={tmp_path / 'art'}",
-                *TINY_MODEL,
-                "--trainer.precision=bf16-mixed",
-                "--trainer.max_epochs=1",
-                "--trainer.limit_train_batches=1",
-                "--trainer.limit_val_batches=1",
-                "--progress_bar.refresh_rate=0",
-            ]
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    run = lightning_run(
+        "fit",
+        f"--data.data_dir={tiny_data}",
+        "--data.val_size=50",
+        "--data.batch_size=16",
+        f"--artifacts_dir={tmp_path / 'art'}",
+        *TINY_MODEL,
+        "--trainer.precision=bf16-mixed",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--progress_bar.refresh_rate=0",
+    )
     assert run.trainer.precision == trained_in
     assert ("this CPU has no AVX-512" in notices()) == (trained_in == "32-true")
