@@ -9,6 +9,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +146,18 @@ def _cli_main():
     return main
 
 
+@contextmanager
+def _environment_put_back() -> Iterator[None]:
+    """The environment as it was before, whatever a command run in this process set in it (Lightning's
+    PL_GLOBAL_SEED, ...), so that later subprocesses start clean."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def cli(_cli_main, capsys, monkeypatch):
     """`lightning-digits ARGS` as main(argv) in this process: its exit code, stdout and stderr. Environment
@@ -152,16 +166,13 @@ def cli(_cli_main, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["lightning-digits"])  # not pytest's own arguments: LightningCLI warns
 
     def run(*args: str) -> Ran:
-        saved = dict(os.environ)
         capsys.readouterr()
         try:
-            main(list(args))
+            with _environment_put_back():
+                main(list(args))
             code = 0
         except SystemExit as exit_:
             code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
         out, err = capsys.readouterr()
         return Ran(code, out, err)
 
@@ -178,12 +189,8 @@ def lightning_run(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["lightning-digits"])  # not pytest's own arguments: LightningCLI warns
 
     def run(*args: str):
-        saved = dict(os.environ)
-        try:
+        with _environment_put_back():
             return run_lightning(list(args))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
     return run
 
