@@ -39,6 +39,11 @@ def _best_val_acc(folder: Path) -> float:
     return max(float(row["val_acc"]) for row in csv.DictReader(open(log)) if row.get("val_acc"))
 
 
+def _settings(extra: list[str]) -> dict[str, str]:
+    """`--trainer.max_epochs=1 ...` (the fit flags after `--`) -> {"trainer.max_epochs": "1", ...}: tune's `fit`."""
+    return dict(flag.removeprefix("--").split("=", 1) for flag in extra)
+
+
 def study(out: Path, trials: int, timeout: float, extra: list[str]) -> dict:
     command = [
         sys.executable,
@@ -52,7 +57,7 @@ def study(out: Path, trials: int, timeout: float, extra: list[str]) -> dict:
         f"--study_dir={out}",
         "--study_name=bench",
         # One mapping of dotted keys: a second --fit.trainer.KEY flag would replace the first.
-        f"--fit={json.dumps(dict(flag.removeprefix('--').split('=', 1) for flag in extra))}",
+        f"--fit={json.dumps(_settings(extra))}",
     ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -110,7 +115,7 @@ def overhead(params: dict, out: Path, repeats: int, extra: list[str]) -> dict:
         space=shipped["space"],
         configs=shipped["configs"],
         n_trials=repeats,
-        fit={**(shipped.get("fit") or {}), **dict(flag.removeprefix("--").split("=", 1) for flag in extra)},
+        fit={**(shipped.get("fit") or {}), **_settings(extra)},
         study_name="overhead",
         study_dir=str(out / "overhead"),
         test_best=False,
