@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -247,8 +248,15 @@ def notices():
     logger.setLevel(level)
 
 
+def sigint_as_from_a_terminal() -> None:
+    """A process's SIGINT as a terminal's Ctrl-C finds it (the default), for `preexec_fn`: a suite started in the
+    background (`make test &`) would otherwise hand its children SIGINT ignored, as a shell without job control does,
+    and a test of Ctrl-C would see the signal do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
-    """Run the real command in a subprocess, as a user would."""
+    """Run the real command in a subprocess, as a user would from a terminal."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "lightning_digits", *args],
@@ -257,6 +265,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
         cwd=cwd or REPO,
         timeout=timeout,
         env=full_env,
+        preexec_fn=sigint_as_from_a_terminal,
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from .conftest import REPO, run_cli, tiny_fit_args, write_dataset
+from .conftest import REPO, run_cli, sigint_as_from_a_terminal, tiny_fit_args, write_dataset
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -28,9 +28,7 @@ def _start(args: list[str]) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # A suite started in the background (`make test &`) hands its children SIGINT ignored, as a shell without
-        # job control does; Ctrl-C from a terminal reaches a fit whose SIGINT is the default.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=sigint_as_from_a_terminal,
     )
 
 
