@@ -1,9 +1,10 @@
 """Render the tables of README.md and docs/ that a JSON file of the repository records, so that the two can
 never disagree: the committed model's table and training time come from artifacts_digits/summary.json, which
-`evaluate` writes; adapt's per-hand table and the choice of its settings from docs/results/hands.json and
-docs/results/adapt_choice.json, the JSON lines that `bench/robustness.py --suite hands` printed; the accuracy goals
-from the JSON lines of `bench/time_to_accuracy.py` and `bench/ensembles.py`; the second round of page-and-camera
-augmentation from `bench/robustness.py --suite mnist-c --split choose`'s lines, one per change.
+`evaluate` writes; the default config's per-seed table and the sentence that gives its mean on the home and
+Keras pages from docs/results/default_config.json; adapt's per-hand table and the choice of its settings from
+docs/results/hands.json and docs/results/adapt_choice.json, the JSON lines that `bench/robustness.py --suite hands`
+printed; the accuracy goals from the JSON lines of `bench/time_to_accuracy.py` and `bench/ensembles.py`; the second
+round of page-and-camera augmentation from `bench/robustness.py --suite mnist-c --split choose`'s lines, one per change.
 
     python tools/render_figures.py            # rewrite every rendered block in place
     python tools/render_figures.py --check    # exit 1, naming the files, when a block differs from its JSON
@@ -42,7 +43,8 @@ SOURCES = {
     "page-augmentation-round2": RESULTS / "page_augmentation_round2.json",
     "styles-round": RESULTS / "styles_round.json",
 }
-TARGETS = [REPO / "README.md", REPO / "docs" / "results.md", REPO / "docs" / "benchmarks.md"]
+# Every page: a block is rendered wherever it stands.
+TARGETS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- figures: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
 
@@ -212,6 +214,15 @@ def default_config(record: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def default_config_sentence(record: dict) -> str:
+    """The default config's mean MNIST test accuracy in one sentence, for the pages that name it in prose."""
+    accuracies = [run["clean"]["network"] for run in record["runs"]]
+    return (
+        f"The default config reads **{sum(accuracies) / len(accuracies):.4f}** of MNIST's test set, mean of "
+        f"{len(accuracies)} seeds ({min(accuracies):.4f}-{max(accuracies):.4f}; {machine(record['hardware'])}).\n"
+    )
+
+
 def committed_mnist_c(record: dict) -> str:
     """Per corruption, the committed model's accuracy on the 28x28 arrays and through predict's preprocessing."""
     rows = ["| corruption | network | through `predict` |", "| --- | --- | --- |"]
@@ -330,6 +341,7 @@ RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the re
     "hands": ("hands", hands),
     "adapt-choice": ("adapt-choice", adapt_choice),
     "default-config": ("default-config", default_config),
+    "default-config-sentence": ("default-config", default_config_sentence),
     "committed-mnist-c": ("committed-mnist-c", committed_mnist_c),
     "headline": ({"default": "default-config", "fast": "fast-preset", "best": "best-preset"}, headline),
     "page-augmentation-round2": ("page-augmentation-round2", page_augmentation),
