@@ -27,6 +27,8 @@ class OnnxDigits:
         then); `name`: what errors call it (default: the path); `threads`: onnxruntime's intra-op threads (0:
         its default, one per core)."""
         name = name or str(model)
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise UserError(f"{name} does not exist; write one with `lightning-digits export` (or `evaluate`)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)

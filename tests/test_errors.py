@@ -191,6 +191,12 @@ CASES = [
         module="lightning_digits.onnx_predictor",
     ),
     Case(
+        "missing ONNX file",
+        lambda t, a: [str(t / "missing.onnx"), str(_images_folder(t, lambda f: None))],
+        "missing.onnx does not exist; write one with `lightning-digits export`",
+        module="lightning_digits.onnx_predictor",
+    ),
+    Case(
         "unknown config key",
         lambda t, a: _fit(t, a, _data(t), "--model.nope=1"),
         "unrecognized arguments: --model.nope",
