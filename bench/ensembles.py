@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lightning_digits import artifacts
 from lightning_digits.checkpoints import load_checkpoint
+from lightning_digits.evaluation.run_info import environment
 
 CHECKPOINTS = {"final": artifacts.FINAL_CHECKPOINT, "best": artifacts.BEST_CHECKPOINT}
 
@@ -91,6 +92,7 @@ def main() -> None:
                 "tta": args.tta,
                 "ensembles": results,
                 **summary,
+                "hardware": environment()["hardware"],
             }
         )
     )
