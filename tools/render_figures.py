@@ -148,8 +148,8 @@ def _seconds(runs: list[dict]) -> str:
     return f"{seconds[0]:.0f}-{seconds[-1]:.0f} s each" if len(seconds) > 1 else f"{seconds[0]:.0f} s"
 
 
-def _load(record: dict) -> str:
-    loads = [run["load_average_1min_after_fit"] for run in record["runs"] if "load_average_1min_after_fit" in run]
+def _load(runs: list[dict]) -> str:
+    loads = [run["load_average_1min_after_fit"] for run in runs if "load_average_1min_after_fit" in run]
     if not loads:
         return "load not recorded"
     low, high = f"{min(loads):.1f}", f"{max(loads):.1f}"
@@ -173,21 +173,21 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         "| --- | --- | --- | --- | --- |",
         f"| `-c best`, the checkpoint `evaluate` uses (seeds {seeds}) | 0.9972 in 10 min | "
         f"{_spread(best['runs'], 'best_test_accuracy')} | {_seconds(best['runs'])} | "
-        f"{machine(best['hardware'])}, {_load(best)} |",
+        f"{machine(best['hardware'])}, {_load(best['runs'])} |",
         f"| `-c best`, the final checkpoint | | {_spread(best['runs'], 'test_accuracy')} | | |",
         f"| the three seeds averaged (`ensemble`) | 0.9975 in 30 min | **{ensemble['mean']:.4f}** (one ensemble) | "
         f"{ensemble['max_training_seconds']:,.0f} s in all | {machine(best['hardware'])} |",
         f"| three `-c best` variants averaged: {variants} | 0.9975 in 30 min | "
         f"**{diverse_ensemble['test_accuracy']:.4f}** (members {diverse_members}) | "
         f"{diverse_ensemble['training_seconds']:,.0f} s in all | {machine(diverse['ensemble']['hardware'])}, "
-        f"{_load({'runs': [run for member in diverse['members'] for run in member['runs']]})} |",
+        f"{_load([run for member in diverse['members'] for run in member['runs']])} |",
         f"| `distill -c fast` taught by the three seeds averaged | 0.9955 | "
         f"{_spread(distilled['runs'], 'test_accuracy')} | {_seconds(distilled['runs'])} | "
-        f"{machine(distilled['hardware'])}, {_load(distilled)} |",
+        f"{machine(distilled['hardware'])}, {_load(distilled['runs'])} |",
         f"| `-c fast` | 0.9950 in 20 s | {_spread(fast['runs'], 'test_accuracy')} | {_seconds(fast['runs'])} | "
-        f"{machine(fast['hardware'])}, {_load(fast)} |",
+        f"{machine(fast['hardware'])}, {_load(fast['runs'])} |",
         f"| `-c fast` on a CPU without AVX-512 (fit in fp32) | | {_spread(fp32['runs'], 'test_accuracy')} | "
-        f"{_seconds(fp32['runs'])} | {machine(fp32['hardware'])}, {_load(fp32)} |",
+        f"{_seconds(fp32['runs'])} | {machine(fp32['hardware'])}, {_load(fp32['runs'])} |",
         "",
         "From `docs/results/best_preset.json`, `best_ensemble.json`, `diverse_ensemble.json`, `fast_distilled.json`, "
         "`fast_preset.json` and `fast_preset_fp32.json`; training is the fit loop's time (validation included, "
@@ -273,10 +273,10 @@ def headline(records: dict[str, dict]) -> str:
         f"**{spread([run['clean']['network'] for run in default['runs']])}**; MNIST-C {mnist_c:.4f} | 10 epochs | "
         f"{machine(default['hardware'])} | `lightning-digits fit --seed_everything SEED` |",
         f"| fast preset, seeds {seeds(fast['runs'])} | {spread([run['test_accuracy'] for run in fast['runs']])} | "
-        f"{_seconds(fast['runs'])} | {machine(fast['hardware'])}, {_load(fast)} | "
+        f"{_seconds(fast['runs'])} | {machine(fast['hardware'])}, {_load(fast['runs'])} | "
         f"`bench/time_to_accuracy.py -c configs/fast.yaml --seeds {len(fast['runs'])}` |",
         f"| best preset, seeds {seeds(best['runs'])} | {spread([run['best_test_accuracy'] for run in best['runs']])} | "
-        f"{_seconds(best['runs'])} | {machine(best['hardware'])}, {_load(best)} | "
+        f"{_seconds(best['runs'])} | {machine(best['hardware'])}, {_load(best['runs'])} | "
         f"`bench/time_to_accuracy.py -c configs/best.yaml --seeds {len(best['runs'])}` |",
     ]
     return "\n".join(rows) + "\n"
