@@ -42,7 +42,8 @@ HELP = f"""usage: {PROG} [-h] COMMAND [OPTIONS]
 MNIST digit classification with PyTorch Lightning.
 
 Training and inference: fit, validate, test, predict (Lightning's CLI). The mnist preset applies by default;
-`-c NAME` layers a shipped preset over it, `-c path/to.yaml` a file of your own. Presets: {{presets}}.
+`-c NAME` layers a shipped preset over it, `-c path/to.yaml` a file of your own.
+Presets: {{presets}}.
 Reports from a checkpoint: evaluate (all of them), export (ONNX), baselines, grid (inference grid);
 ensemble (several checkpoints averaged as one model). --tta on evaluate/export/ensemble, --model.tta on
 test/predict: test-time augmentation. fit --ema_decay D: an average of the weights.

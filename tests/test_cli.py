@@ -109,6 +109,14 @@ def test_tune_parses_its_options_into_one_dataclass_and_runs_it(cli, monkeypatch
     assert calls == [expected]
 
 
+def test_top_level_help_fits_a_terminal_and_lists_the_presets(cli):
+    """The presets list grows with each shipped config: on a line of its own it still fits 120 columns."""
+    result = cli("--help")
+    assert result.code == 0, result.err
+    assert max(len(line) for line in result.out.splitlines()) <= 120, result.out
+    assert "Presets: best, ddp, fashion, fast, mlflow, mnist." in result.out
+
+
 def test_unknown_command_is_one_line_naming_the_commands(cli):
     result = cli("fitt")
     assert result.code == 2 and "'fitt' is not a command; choose one of fit, validate" in result.err
