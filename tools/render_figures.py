@@ -33,8 +33,8 @@ SOURCES = {
     "best-ensemble": RESULTS / "best_ensemble.json",
     "fast-preset": RESULTS / "fast_preset.json",
     "fast-distilled": RESULTS / "fast_distilled.json",
-    # Three `-c best` runs that differ in what they trained on (each bench/time_to_accuracy.py's JSON line, as
-    # "members") and bench/ensembles.py's line for the three averaged (as "ensemble").
+    # Measurements of `-c best` runs that differ in what they trained on, one per machine: each member's
+    # bench/time_to_accuracy.py JSON line (as "members") and bench/ensembles.py's line for them averaged ("ensemble").
     "diverse-ensemble": RESULTS / "diverse_ensemble.json",
     # The fast preset again on a CPU without AVX-512, where fit runs in fp32 (bf16 would only be emulated).
     "fast-preset-fp32": RESULTS / "fast_preset_fp32.json",
@@ -156,17 +156,27 @@ def _load(runs: list[dict]) -> str:
     return f"load {low}" if low == high else f"load {low}-{high}"
 
 
+def _diverse_ensemble_row(measurement: dict) -> str:
+    """One measurement of `-c best` variants averaged: each member's time_to_accuracy line, and ensembles.py's."""
+    [ensemble] = measurement["ensemble"]["ensembles"]
+    variants = ", ".join(
+        f"{' '.join(f'`{flag}`' for flag in member['extra']) or 'plain'} (seed {member['runs'][0]['seed']})"
+        for member in measurement["members"]
+    )
+    members = ", ".join(f"{accuracy:.4f}" for accuracy in ensemble["member_test_accuracy"])
+    runs = [run for member in measurement["members"] for run in member["runs"]]
+    return (
+        f"| {len(runs)} `-c best` variants averaged: {variants} | 0.9975 in 30 min | "
+        f"**{ensemble['test_accuracy']:.4f}** (members {members}) | {ensemble['training_seconds']:,.0f} s in all | "
+        f"{machine(measurement['ensemble']['hardware'])}, {_load(runs)} |"
+    )
+
+
 def accuracy_goals(records: dict[str, dict]) -> str:
     """The four accuracy goals of 2 CPU cores against what the bench runs measured, mean over seeds."""
     best, ensemble, fast, distilled, fp32, diverse = (
         records[name] for name in ("best", "ensemble", "fast", "distilled", "fast_fp32", "diverse")
     )
-    [diverse_ensemble] = diverse["ensemble"]["ensembles"]
-    variants = ", ".join(
-        f"{' '.join(f'`{flag}`' for flag in member['extra']) or 'plain'} (seed {member['runs'][0]['seed']})"
-        for member in diverse["members"]
-    )
-    diverse_members = ", ".join(f"{accuracy:.4f}" for accuracy in diverse_ensemble["member_test_accuracy"])
     seeds = ", ".join(str(run["seed"]) for run in best["runs"])
     rows = [
         "| model | goal | test accuracy, mean (min-max) | training | machine |",
@@ -177,10 +187,7 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         f"| `-c best`, the final checkpoint | | {_spread(best['runs'], 'test_accuracy')} | | |",
         f"| the three seeds averaged (`ensemble`) | 0.9975 in 30 min | **{ensemble['mean']:.4f}** (one ensemble) | "
         f"{ensemble['max_training_seconds']:,.0f} s in all | {machine(best['hardware'])} |",
-        f"| three `-c best` variants averaged: {variants} | 0.9975 in 30 min | "
-        f"**{diverse_ensemble['test_accuracy']:.4f}** (members {diverse_members}) | "
-        f"{diverse_ensemble['training_seconds']:,.0f} s in all | {machine(diverse['ensemble']['hardware'])}, "
-        f"{_load([run for member in diverse['members'] for run in member['runs']])} |",
+        *map(_diverse_ensemble_row, diverse),
         f"| `distill -c fast` taught by the three seeds averaged | 0.9955 | "
         f"{_spread(distilled['runs'], 'test_accuracy')} | {_seconds(distilled['runs'])} | "
         f"{machine(distilled['hardware'])}, {_load(distilled['runs'])} |",
