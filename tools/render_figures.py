@@ -36,6 +36,10 @@ SOURCES = {
     # Measurements of `-c best` runs that differ in what they trained on, one per machine: each member's
     # bench/time_to_accuracy.py JSON line (as "members") and bench/ensembles.py's line for them averaged ("ensemble").
     "diverse-ensemble": RESULTS / "diverse_ensemble.json",
+    # distill -c fast taught by the latest diverse ensemble's members: bench/teacher.py's line ("teacher"), the
+    # candidates at seed 0 ("candidates", time_to_accuracy lines, students and the plain network alike), and the
+    # chosen student and the plain network of its length on seeds 0-2 ("student", "plain": lines to concatenate).
+    "distill-diverse": RESULTS / "distill_diverse.json",
     # The fast preset again on a CPU without AVX-512, where fit runs in fp32 (bf16 would only be emulated).
     "fast-preset-fp32": RESULTS / "fast_preset_fp32.json",
     # MNIST-C of the default config's runs, one JSON line of bench/robustness.py --suite mnist-c per seed.
@@ -172,31 +176,105 @@ def _diverse_ensemble_row(measurement: dict) -> str:
     )
 
 
+def _runs(lines: list[dict]) -> list[dict]:
+    """The runs of several time_to_accuracy lines of one setting (seed 0 first, then more seeds added)."""
+    return [run for line in lines for run in line["runs"]]
+
+
+def _flag(line: dict, name: str, default: str) -> str:
+    return next((flag.split("=", 1)[1] for flag in line["extra"] if flag.startswith(f"--{name}=")), default)
+
+
+def _fast_steps(line: dict) -> str:
+    """The fast preset's steps: 320 batches an epoch, 2 epochs unless the line's flags say otherwise."""
+    return f"{320 * int(_flag(line, 'trainer.max_epochs', '2')):,}"
+
+
+def _teacher(line: dict, diverse: dict) -> str:
+    """'the three variants averaged', or the one variant a --teacher of one checkpoint names (by its seed folder)."""
+    if line["command"] != "distill":
+        return "none"
+    paths = _flag(line, "teacher", "[]").strip("[]").split(",")
+    if len(paths) > 1:
+        return f"the {len(paths)} variants averaged"
+    seed = int(re.search(r"seed_(\d+)", paths[0])[1])
+    [member] = [m for m in diverse["members"] if m["runs"][0]["seed"] == seed]
+    return f"{' '.join(f'`{flag}`' for flag in member['extra']) or 'plain'} (seed {seed}) alone"
+
+
+def distill_choice(records: dict[str, dict]) -> str:
+    """The student's settings for the diverse ensemble as its teacher, one seed each, chosen on validation."""
+    record, diverse = records["distill"], records["diverse"][-1]
+    rows = [
+        "| student (fast network) | teacher | temperature, weight | steps | val acc | (test acc, not used) | fit |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for line in record["candidates"]:
+        [run] = line["runs"]
+        distilled = line["command"] == "distill"
+        settings = f"{_flag(line, 'temperature', '3')}, {_flag(line, 'teacher_weight', '0.8')}" if distilled else ""
+        rows.append(
+            f"| {'`distill -c fast`' if distilled else '`-c fast`'} | {_teacher(line, diverse)} | {settings} | "
+            f"{_fast_steps(line)} | {run['val_accuracy']:.4f} | {run['test_accuracy']:.4f} | "
+            f"{run['fit_seconds']:.0f} s |"
+        )
+    teacher = ", ".join(f"{row['val_accuracy']:.4f}" for row in record["teacher"]["rows"][:-1])
+    rows += [
+        "",
+        f"From `docs/results/distill_diverse.json`, seed 0, {machine(record['candidates'][0]['hardware'])}. The "
+        f"teacher's validation accuracy (`bench/teacher.py`): the members {teacher}, the average "
+        f"{record['teacher']['rows'][-1]['val_accuracy']:.4f}.",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _measured_row(label: str, goal: str, lines: list[dict], key: str = "test_accuracy") -> str:
+    """A row of the accuracy goals from time_to_accuracy lines of one setting: their runs' mean, time and machine."""
+    runs = _runs(lines)
+    return (
+        f"| {label} |{f' {goal}' if goal else ''} | {_spread(runs, key)} | {_seconds(runs)} | "
+        f"{machine(lines[0]['hardware'])}, {_load(runs)} |"
+    )
+
+
 def accuracy_goals(records: dict[str, dict]) -> str:
     """The four accuracy goals of 2 CPU cores against what the bench runs measured, mean over seeds."""
-    best, ensemble, fast, distilled, fp32, diverse = (
-        records[name] for name in ("best", "ensemble", "fast", "distilled", "fast_fp32", "diverse")
+    best, ensemble, fast, distilled, fp32, diverse, distill = (
+        records[name] for name in ("best", "ensemble", "fast", "distilled", "fast_fp32", "diverse", "distill")
     )
+    student, plain = distill["student"][0], distill["plain"][0]
+    teachers = len(_flag(student, "teacher", "[]").split(","))
+    settings = f"T {_flag(student, 'temperature', '3')}, w {_flag(student, 'teacher_weight', '0.8')}"
     seeds = ", ".join(str(run["seed"]) for run in best["runs"])
     rows = [
         "| model | goal | test accuracy, mean (min-max) | training | machine |",
         "| --- | --- | --- | --- | --- |",
-        f"| `-c best`, the checkpoint `evaluate` uses (seeds {seeds}) | 0.9972 in 10 min | "
-        f"{_spread(best['runs'], 'best_test_accuracy')} | {_seconds(best['runs'])} | "
-        f"{machine(best['hardware'])}, {_load(best['runs'])} |",
+        _measured_row(
+            f"`-c best`, the checkpoint `evaluate` uses (seeds {seeds})",
+            "0.9972 in 10 min",
+            [best],
+            "best_test_accuracy",
+        ),
         f"| `-c best`, the final checkpoint | | {_spread(best['runs'], 'test_accuracy')} | | |",
         f"| the three seeds averaged (`ensemble`) | 0.9975 in 30 min | **{ensemble['mean']:.4f}** (one ensemble) | "
         f"{ensemble['max_training_seconds']:,.0f} s in all | {machine(best['hardware'])} |",
         *map(_diverse_ensemble_row, diverse),
-        f"| `distill -c fast` taught by the three seeds averaged | 0.9955 | "
-        f"{_spread(distilled['runs'], 'test_accuracy')} | {_seconds(distilled['runs'])} | "
-        f"{machine(distilled['hardware'])}, {_load(distilled['runs'])} |",
-        f"| `-c fast` | 0.9950 in 20 s | {_spread(fast['runs'], 'test_accuracy')} | {_seconds(fast['runs'])} | "
-        f"{machine(fast['hardware'])}, {_load(fast['runs'])} |",
-        f"| `-c fast` on a CPU without AVX-512 (fit in fp32) | | {_spread(fp32['runs'], 'test_accuracy')} | "
-        f"{_seconds(fp32['runs'])} | {machine(fp32['hardware'])}, {_load(fp32['runs'])} |",
+        _measured_row("`distill -c fast` taught by the three seeds averaged", "0.9955", [distilled]),
+        _measured_row(
+            f"`distill -c fast` taught by the {teachers} variants averaged ({settings}), {_fast_steps(student)} steps",
+            "0.9955",
+            distill["student"],
+        ),
+        _measured_row(
+            f"`-c fast --trainer.max_epochs={_flag(plain, 'trainer.max_epochs', '2')}`, no teacher",
+            "",
+            distill["plain"],
+        ),
+        _measured_row("`-c fast`", "0.9950 in 20 s", [fast]),
+        _measured_row("`-c fast` on a CPU without AVX-512 (fit in fp32)", "", [fp32]),
         "",
         "From `docs/results/best_preset.json`, `best_ensemble.json`, `diverse_ensemble.json`, `fast_distilled.json`, "
+        "`distill_diverse.json`, "
         "`fast_preset.json` and `fast_preset_fp32.json`; training is the fit loop's time (validation included, "
         "start-up not), and the load is the machine's 1-minute load average after each fit (2 cores: above 1.5, the "
         "times are longer than on a quiet machine).",
@@ -378,9 +456,11 @@ RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the re
             "distilled": "fast-distilled",
             "fast_fp32": "fast-preset-fp32",
             "diverse": "diverse-ensemble",
+            "distill": "distill-diverse",
         },
         accuracy_goals,
     ),
+    "distill-choice": ({"distill": "distill-diverse", "diverse": "diverse-ensemble"}, distill_choice),
 }
 
 
