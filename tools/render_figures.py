@@ -287,8 +287,8 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         "From `docs/results/best_preset.json`, `best_ensemble.json`, `diverse_ensemble.json`, `fast_distilled.json`, "
         "`distill_diverse.json`, `fast_long.json`, "
         "`fast_preset.json` and `fast_preset_fp32.json`; training is the fit loop's time (validation included, "
-        "start-up not), and the load is the machine's 1-minute load average after each fit (2 cores: above 1.5, the "
-        "times are longer than on a quiet machine).",
+        "start-up not), and the load is the machine's 1-minute load average after each fit (a fit alone keeps both "
+        "cores busy, a load of about 2; more means other work beside it, and longer times).",
     ]
     return "\n".join(rows) + "\n"
 
