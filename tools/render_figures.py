@@ -162,15 +162,17 @@ def _load(runs: list[dict]) -> str:
     return f"load {low}" if low == high else f"load {low}-{high}"
 
 
+def _variant(member: dict) -> str:
+    """A diverse ensemble's member by its flags and seed: '`--data.stroke=0.5` (seed 1)'."""
+    return f"{' '.join(f'`{flag}`' for flag in member['extra']) or 'plain'} (seed {member['runs'][0]['seed']})"
+
+
 def _diverse_ensemble_row(measurement: dict) -> str:
     """One measurement of `-c best` variants averaged: each member's time_to_accuracy line, and ensembles.py's."""
     [ensemble] = measurement["ensemble"]["ensembles"]
-    variants = ", ".join(
-        f"{' '.join(f'`{flag}`' for flag in member['extra']) or 'plain'} (seed {member['runs'][0]['seed']})"
-        for member in measurement["members"]
-    )
+    variants = ", ".join(map(_variant, measurement["members"]))
     members = ", ".join(f"{accuracy:.4f}" for accuracy in ensemble["member_test_accuracy"])
-    runs = [run for member in measurement["members"] for run in member["runs"]]
+    runs = _runs(measurement["members"])
     return (
         f"| {len(runs)} `-c best` variants averaged: {variants} | 0.9975 in 30 min | "
         f"**{ensemble['test_accuracy']:.4f}** (members {members}) | {ensemble['training_seconds']:,.0f} s in all | "
@@ -201,7 +203,7 @@ def _teacher(line: dict, diverse: dict) -> str:
         return f"the {len(paths)} variants averaged"
     seed = int(re.search(r"seed_(\d+)", paths[0])[1])
     [member] = [m for m in diverse["members"] if m["runs"][0]["seed"] == seed]
-    return f"{' '.join(f'`{flag}`' for flag in member['extra']) or 'plain'} (seed {seed}) alone"
+    return f"{_variant(member)} alone"
 
 
 def distill_choice(records: dict[str, dict]) -> str:
@@ -246,7 +248,6 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         for name in ("best", "ensemble", "fast", "distilled", "fast_fp32", "diverse", "distill", "fast_long")
     )
     student, plain = distill["student"][0], distill["plain"][0]
-    teachers = len(_flag(student, "teacher", "[]").split(","))
     settings = f"T {_flag(student, 'temperature', '3')}, w {_flag(student, 'teacher_weight', '0.8')}"
     seeds = ", ".join(str(run["seed"]) for run in best["runs"])
     rows = [
@@ -272,7 +273,7 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         *map(_diverse_ensemble_row, diverse),
         _measured_row("`distill -c fast` taught by the three seeds averaged", "0.9955", [distilled]),
         _measured_row(
-            f"`distill -c fast` taught by the {teachers} variants averaged ({settings}), {_fast_steps(student)} steps",
+            f"`distill -c fast` taught by {_teacher(student, diverse[-1])} ({settings}), {_fast_steps(student)} steps",
             "0.9955",
             distill["student"],
         ),
