@@ -9,6 +9,7 @@ same way; bench/devices.py and bench/harness.py are imported by the others.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_each_bench_runs_in_its_tiny_form(name, data, runs, monkeypatch, capsys,
         pytest.skip("no font family installed; `make fonts` installs them")
     monkeypatch.setenv("LIGHTNING_DIGITS_DATA", str(data))
     monkeypatch.chdir(tmp_path)  # whatever a bench writes beside it
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # and its scratch folders (tune's, serve's), not in /tmp
     args = [arg.replace("RUNS", str(runs)).replace("DATA", str(data)) for arg in TINY[name]]
     summary = json.loads(run_bench(name, args, monkeypatch, capsys)[-1])
     assert isinstance(summary, dict) and summary
