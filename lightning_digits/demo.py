@@ -24,7 +24,7 @@ from starlette.responses import Response
 from lightning_digits import artifacts
 from lightning_digits.atomic import ensure_writable_dir
 from lightning_digits.data.images import MAX_PIXELS
-from lightning_digits.errors import UserError, check_ranges
+from lightning_digits.errors import UserError, check_ranges, require_onnx_file
 from lightning_digits.serving.collect import SAMPLES_PATH, Collect
 from lightning_digits.serving.guard import BodyRules
 from lightning_digits.serving.limits import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_IMAGES, MAX_REQUEST_PIXELS
@@ -110,8 +110,7 @@ def make_server(
     collect_limit: int = DEFAULT_LIMIT,
 ) -> ThreadingHTTPServer:
     model = Path(artifacts_dir) / artifacts.ONNX_MODEL
-    if not model.is_file():
-        raise UserError(f"{model} does not exist; run `lightning-digits export` (or `evaluate`) first")
+    require_onnx_file(model)
     if not (ORT_WEB_DIR / "ort.wasm.min.js").is_file():
         raise UserError(
             f"the page's onnxruntime-web files are missing from {ORT_WEB_DIR}; in a checkout run `npm ci --prefix "

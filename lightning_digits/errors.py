@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 NOTICES = logging.getLogger("lightning_digits")
 
@@ -27,6 +28,13 @@ def check_ranges(prefix: str, checks: dict[str, tuple[object, bool, str]]) -> No
     for name, (value, ok, expected) in checks.items():
         if not ok:
             raise UserError(f"{prefix}{name} must be {expected}, got {value!r}")
+
+
+def require_onnx_file(path: Path | str, alternative: str = "") -> None:
+    """A missing ONNX model as one line that says how to make one, before a loader calls it corrupt; `alternative`:
+    another way out that the command offers (", or pass --model")."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist; write one with `lightning-digits export` (or `evaluate`){alternative}")
 
 
 def one_line(message: str) -> str:

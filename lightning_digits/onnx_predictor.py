@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lightning_digits.data.images import find_images, load_digit
-from lightning_digits.errors import UserError, exit_on_user_error, show_notices_on_stderr
+from lightning_digits.errors import UserError, exit_on_user_error, require_onnx_file, show_notices_on_stderr
 from lightning_digits.predictions import predictions_csv
 
 
@@ -27,8 +27,8 @@ class OnnxDigits:
         then); `name`: what errors call it (default: the path); `threads`: onnxruntime's intra-op threads (0:
         its default, one per core)."""
         name = name or str(model)
-        if not isinstance(model, bytes) and not Path(model).is_file():
-            raise UserError(f"{name} does not exist; write one with `lightning-digits export` (or `evaluate`)")
+        if not isinstance(model, bytes):
+            require_onnx_file(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)

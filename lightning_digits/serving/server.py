@@ -17,7 +17,7 @@ from lightning_digits import __version__
 from lightning_digits.artifacts import DEFAULT_DIR, ONNX_MODEL
 from lightning_digits.atomic import ensure_writable_dir
 from lightning_digits.data.images import MAX_PIXELS
-from lightning_digits.errors import UserError, check_ranges
+from lightning_digits.errors import UserError, check_ranges, require_onnx_file
 from lightning_digits.onnx_predictor import OnnxDigits
 from lightning_digits.serving.app import API_PATH, Settings
 from lightning_digits.serving.guard import BodyRules
@@ -37,8 +37,7 @@ def describe_model(path: Path, class_names: list[str] | None = None) -> tuple[by
     """Read the file once and load it (a missing or corrupt file, or one of another contract, ends here as one
     line) -> (its bytes, which every worker loads; what every answer names of it; what /info shows of it).
     `class_names`: those of the model being served, which a reloaded one must keep (clients read them)."""
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; run `lightning-digits export` (or `evaluate`) first, or pass --model")
+    require_onnx_file(path, ", or pass --model")
     modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
     data = path.read_bytes()
     model = OnnxDigits(data, threads=1, name=str(path))
