@@ -42,6 +42,10 @@ SOURCES = {
     "distill-diverse": RESULTS / "distill_diverse.json",
     # The fast network trained for 40 epochs, a candidate for the best single network: time_to_accuracy lines.
     "fast-long": RESULTS / "fast_long.json",
+    # The best preset beside candidates to change it, one seed each on one machine: each run's time_to_accuracy line
+    # ("fit") and its bench/robustness.py --suite mnist-c --network_only lines on the choosing split ("choose") and on
+    # the test images ("test"); the first two averaged, bench/teacher.py's and bench/ensembles.py's lines ("averaged").
+    "best-candidates": RESULTS / "best_candidates.json",
     # The fast preset again on a CPU without AVX-512, where fit runs in fp32 (bf16 would only be emulated).
     "fast-preset-fp32": RESULTS / "fast_preset_fp32.json",
     # MNIST-C of the default config's runs, one JSON line of bench/robustness.py --suite mnist-c per seed.
@@ -294,6 +298,46 @@ def accuracy_goals(records: dict[str, dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _command(line: dict) -> str:
+    """A time_to_accuracy line's configuration as the user types it: '-c best --data.noise=0.3'."""
+    presets = " ".join(f"-c {Path(config).stem}" for config in line["config"])
+    return " ".join([presets, *line["extra"]])
+
+
+def best_candidates(record: dict) -> str:
+    """The best preset beside candidates to change it, one seed each on one machine, and two of them averaged:
+    validation decides, MNIST-C's choosing split says what a change does to robustness; test figures not used."""
+    rows = [
+        "| run | val acc, last epoch (best) | MNIST-C choosing mean (worst) | fit "
+        "| (test acc: `evaluate`'s checkpoint, final) | (MNIST-C mean) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for candidate in record["candidates"]:
+        [run] = candidate["fit"]["runs"]
+        choose, test = candidate["choose"], candidate["test"]
+        worst = choose["worst"]
+        rows.append(
+            f"| `{_command(candidate['fit'])}` | {run['val_accuracy']:.4f} ({choose['clean']['network']:.4f}, epoch "
+            f"{run['best_epoch']}) | {choose['mean']['network']:.4f} ({worst['corruption'].replace('_', ' ')} "
+            f"{worst['network']:.4f}) | {run['fit_seconds']:,.0f} s | {run['best_test_accuracy']:.4f}, "
+            f"{run['test_accuracy']:.4f} | {test['mean']['network']:.4f} |"
+        )
+    teacher, [ensemble] = record["averaged"]["teacher"], record["averaged"]["ensemble"]["ensembles"]
+    rows.append(
+        f"| the first two averaged (final checkpoints) | {teacher['rows'][-1]['val_accuracy']:.4f} | not measured | "
+        f"{ensemble['training_seconds']:,.0f} s in all | {ensemble['test_accuracy']:.4f} | |"
+    )
+    [seed] = {candidate["fit"]["runs"][0]["seed"] for candidate in record["candidates"]}
+    rows += [
+        "",
+        f"From `docs/results/best_candidates.json`: seed {seed}, `bench/time_to_accuracy.py CONFIG --seeds 1 --keep "
+        "DIR`, then `bench/robustness.py DIR/seed_0/digits_cnn.ckpt --suite mnist-c --network_only` with `--split "
+        "choose` and without; the two averaged by `bench/teacher.py` (validation) and `bench/ensembles.py --members 2` "
+        f"(test); {machine(record['candidates'][0]['fit']['hardware'])}.",
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def default_config(record: dict) -> str:
     """MNIST test, MNIST-C and the digits from outside MNIST (report part) of the default config per seed, and
     their mean."""
@@ -474,6 +518,7 @@ RENDERERS = {  # block name -> (its JSON source in SOURCES, or several by the re
         accuracy_goals,
     ),
     "distill-choice": ({"distill": "distill-diverse", "diverse": "diverse-ensemble"}, distill_choice),
+    "best-candidates": ("best-candidates", best_candidates),
 }
 
 
