@@ -193,6 +193,12 @@ def _flag(line: dict, name: str, default: str) -> str:
     return next((flag.split("=", 1)[1] for flag in line["extra"] if flag.startswith(f"--{name}=")), default)
 
 
+def _command(line: dict) -> str:
+    """A time_to_accuracy line's configuration as the user types it: '-c best --data.noise=0.3'."""
+    presets = " ".join(f"-c {Path(config).stem}" for config in line["config"])
+    return " ".join([presets, *line["extra"]])
+
+
 def _fast_steps(line: dict) -> str:
     """The fast preset's steps: 320 batches an epoch, 2 epochs unless the line's flags say otherwise."""
     return f"{320 * int(_flag(line, 'trainer.max_epochs', '2')):,}"
@@ -281,11 +287,7 @@ def accuracy_goals(records: dict[str, dict]) -> str:
             "0.9955",
             distill["student"],
         ),
-        _measured_row(
-            f"`-c fast --trainer.max_epochs={_flag(plain, 'trainer.max_epochs', '2')}`, no teacher",
-            "",
-            distill["plain"],
-        ),
+        _measured_row(f"`{_command(plain)}`, no teacher", "", distill["plain"]),
         _measured_row("`-c fast`", "0.9950 in 20 s", [fast]),
         _measured_row("`-c fast` on a CPU without AVX-512 (fit in fp32)", "", [fp32]),
         "",
@@ -296,12 +298,6 @@ def accuracy_goals(records: dict[str, dict]) -> str:
         "cores busy, a load of about 2; more means other work beside it, and longer times).",
     ]
     return "\n".join(rows) + "\n"
-
-
-def _command(line: dict) -> str:
-    """A time_to_accuracy line's configuration as the user types it: '-c best --data.noise=0.3'."""
-    presets = " ".join(f"-c {Path(config).stem}" for config in line["config"])
-    return " ".join([presets, *line["extra"]])
 
 
 def best_candidates(record: dict) -> str:
